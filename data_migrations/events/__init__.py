@@ -1,0 +1,1 @@
+"""Data migrations of the events feature."""

@@ -1,0 +1,1 @@
+"""Data migrations of the setups feature."""

@@ -1,0 +1,38 @@
+"""Contract: trades.notional NOT NULL once the backfill is done
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-07-07 10:00:00
+"""
+from collections.abc import Sequence
+
+from alembic import op
+import sqlalchemy as sa
+
+from tradedb.guards import require_data_migrations
+
+ticket: str = "TRD-413"
+data_impact: str = (
+    "Makes trades.notional NOT NULL. Validated through a NOT VALID check first, so the ACCESS EXCLUSIVE lock of "
+    "SET NOT NULL is brief (no full scan under it)."
+)
+rollback_notes: str = "Downgrade drops the NOT NULL; no data changes."
+requires_data: tuple[str, ...] = ("execution.backfill_trade_notional",)
+preserves_data: bool = True
+
+revision: str = "0013"
+down_revision: str | Sequence[str] | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    require_data_migrations(requires_data)
+    op.execute("ALTER TABLE trades ADD CONSTRAINT ck_trades_notional_not_null CHECK (notional IS NOT NULL) NOT VALID")
+    op.execute("ALTER TABLE trades VALIDATE CONSTRAINT ck_trades_notional_not_null")
+    op.alter_column("trades", "notional", existing_type=sa.Numeric(24, 8), nullable=False)
+    op.drop_constraint(op.f("ck_trades_notional_not_null"), "trades", type_="check")
+
+
+def downgrade() -> None:
+    op.alter_column("trades", "notional", existing_type=sa.Numeric(24, 8), nullable=True)

@@ -1,0 +1,44 @@
+"""Contract: drop the legacy ticker_setups.levels text
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-08-04 10:00:00
+"""
+from collections.abc import Sequence
+
+from alembic import op
+import sqlalchemy as sa
+
+from tradedb.guards import require_data_migrations
+
+ticket: str = "TRD-389"
+data_impact: str = (
+    "Drops ticker_setups.levels. Parsed values live in entry/stop/target_price; rows that could not be parsed keep "
+    "their original text in tradedb_migrations.quarantine."
+)
+rollback_notes: str = (
+    "Downgrade re-creates levels from the typed prices in canonical form 'entry=N;stop=N;target=N' (variant "
+    "spellings come back normalised; unparseable originals are in quarantine), so it does not restore byte for byte."
+)
+requires_data: tuple[str, ...] = ("setups.parse_ticker_setup_levels",)
+preserves_data: bool = False
+
+revision: str = "0014"
+down_revision: str | Sequence[str] | None = "0013"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    require_data_migrations(requires_data)
+    op.drop_column("ticker_setups", "levels")
+
+
+def downgrade() -> None:
+    op.add_column("ticker_setups", sa.Column("levels", sa.Text(), nullable=True))
+    op.execute(
+        """UPDATE ticker_setups SET levels = NULLIF(concat_ws(';',
+               'entry=' || trim_scale(entry_price)::text,
+               'stop=' || trim_scale(stop_price)::text,
+               'target=' || trim_scale(target_price)::text), '')"""
+    )

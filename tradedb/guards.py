@@ -1,0 +1,70 @@
+"""The ``requires_data`` guard that contract revisions call first thing in ``upgrade()``.
+
+A contract revision (drop the legacy column, set NOT NULL) is only safe once its data migrations have reached
+every row. The guard counts the rows that still need each migration (its ``pending_where``, minus rows already
+in quarantine) and refuses with the command to run. A fresh or empty database has nothing pending, so it is never
+blocked. With ``-x finalize_data=true`` it finishes the pending migrations inline through the engine first, like
+GitLab's ensure-batched-background-migration-is-finished helper. In ``--sql`` mode it renders the same check as a
+``DO`` block so the reviewed script refuses the same way.
+"""
+
+from __future__ import annotations
+
+from alembic import context, op
+from sqlalchemy import Connection, text
+
+from tradedb.errors import DataMigrationPending
+from tradedb.schema import STATE_SCHEMA
+
+
+def pending_rows_sql(migration, *, with_quarantine: bool) -> str:
+    """SQL counting the rows that still need ``migration``; quarantined rows count as handled."""
+    sql = f"SELECT count(*) FROM {migration.table} t WHERE ({migration.pending_where})"
+    if with_quarantine:
+        sql += (
+            f" AND NOT EXISTS (SELECT 1 FROM {STATE_SCHEMA}.quarantine q"
+            f" WHERE q.migration = '{migration.name}' AND q.row_key = t.{migration.key})"
+        )
+    return sql
+
+
+def has_state_schema(conn: Connection) -> bool:
+    return bool(conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{STATE_SCHEMA}.quarantine"}))
+
+
+def count_pending(conn: Connection, migration) -> int:
+    """Rows of ``migration``'s table that still need it, on this connection."""
+    return int(conn.scalar(text(pending_rows_sql(migration, with_quarantine=has_state_schema(conn)))))
+
+
+def require_data_migrations(names: tuple[str, ...] | list[str]) -> None:
+    """Refuse to continue this revision while any of ``names`` has rows pending (or finish them when asked)."""
+    import data_migrations
+
+    migrations = [data_migrations.get(n) for n in names]
+    if context.is_offline_mode():
+        for m in migrations:
+            op.execute(
+                f"DO $$ BEGIN IF ({pending_rows_sql(m, with_quarantine=False)}) > 0 THEN "
+                f"RAISE EXCEPTION 'data migration {m.name} has rows pending: run tradedb data run {m.name}'; "
+                "END IF; END $$"
+            )
+        return
+    conn = op.get_bind()
+    finalize = context.get_x_argument(as_dictionary=True).get("finalize_data", "").lower() in ("1", "true", "yes")
+    waiting = {m.name: count_pending(conn, m) for m in migrations}
+    waiting = {name: n for name, n in waiting.items() if n}
+    if waiting and finalize:
+        from data_migrations.engine import finalize_inline
+
+        finalize_inline(conn, list(waiting))
+        waiting = {m.name: count_pending(conn, m) for m in migrations if m.name in waiting}
+        waiting = {name: n for name, n in waiting.items() if n}
+    if waiting:
+        listing = ", ".join(f"{name} ({n} rows)" for name, n in waiting.items())
+        raise DataMigrationPending(
+            f"refusing to run this contract revision: data migration(s) still pending: {listing}. "
+            f"Run `tradedb data run {' '.join(waiting)}` and upgrade again, or upgrade with "
+            "`alembic -x finalize_data=true upgrade head` to finish them inline first. "
+            "Revisions before this one were applied and committed; nothing of this one was."
+        )

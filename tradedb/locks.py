@@ -1,0 +1,72 @@
+"""The migration lock: a PostgreSQL session-level advisory lock on its own connection.
+
+Session-level because a transaction-level lock would be released at the first commit, and every revision and
+every data-migration batch commits. Taken with ``pg_try_advisory_lock`` so a second launch, from Dagster, the CLI
+or plain alembic, is refused at once with who holds it, instead of queueing behind a long migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from tradedb.errors import TradeDBError
+from tradedb.settings import Environment
+
+LOCK_KEY = 0x7472_6164_6564_62  # "tradedb" as a bigint: one lock per database, shared by every entry point
+
+
+class MigrationLocked(TradeDBError):
+    """Another process is migrating this database right now."""
+
+
+def lock_holder(engine: Engine) -> str:
+    """Describe the session holding the migration lock (pid, application, since when) for the error message."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                """SELECT a.pid, a.application_name, a.backend_start
+                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                   WHERE l.locktype = 'advisory' AND l.granted
+                     AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"""
+            ),
+            {"key": LOCK_KEY},
+        ).first()
+    if row is None:
+        return "another session"
+    return f"backend pid {row.pid} ({row.application_name or 'unknown application'}, connected {row.backend_start:%Y-%m-%d %H:%M:%S %Z})"
+
+
+@contextmanager
+def migration_lock(engine: Engine, env: Environment, *, held: bool = False) -> Iterator[None]:
+    """Hold the migration lock for the block, or raise ``MigrationLocked`` naming the holder.
+
+    ``held=True`` means the caller already holds it (an orchestrated run locks once for the whole run).
+    """
+    if held:
+        yield
+        return
+    try:
+        conn = engine.connect()
+    except OperationalError as exc:
+        from tradedb.db import unreachable
+
+        raise unreachable(env, exc) from None
+    try:
+        got = conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY})
+        conn.commit()
+        if not got:
+            raise MigrationLocked(
+                f"another migration is running on the {env.name} database ({lock_holder(engine)}); "
+                "nothing was changed. Wait for it to finish, or check `tradedb status`."
+            )
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+            conn.commit()
+    finally:
+        conn.close()

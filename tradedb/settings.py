@@ -1,0 +1,119 @@
+"""Which environment, and how to reach its database.
+
+Resolution order for an environment's URL: the variable ``TRADEDB_<ENV>_URL``, then the config file
+(``TRADEDB_CONFIG`` or ``tradedb.toml`` in the project root), then the embedded PostgreSQL server. Every URL is
+normalised to the psycopg2 driver because SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from tradedb.errors import TradeDBError
+
+ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "production")
+DEFAULT_ENVIRONMENT = "dev"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DRIVER = "postgresql+psycopg2"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One named target database. ``embedded`` means the URL points at our own pgserver instance."""
+
+    name: str
+    url: URL
+    embedded: bool
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with the password masked: the only form that may be printed, logged or stored."""
+        return self.url.render_as_string(hide_password=True)
+
+
+def project_root() -> Path:
+    """Return the folder holding ``alembic.ini``: the checkout for an editable install, else the cwd."""
+    if (PROJECT_ROOT / "alembic.ini").exists():
+        return PROJECT_ROOT
+    return Path.cwd()
+
+
+def state_dir() -> Path:
+    """Return the git-ignored folder for generated state (embedded database, Dagster home, reports)."""
+    return Path(os.environ.get("TRADEDB_STATE_DIR", project_root() / ".tradedb"))
+
+
+def current_environment_name(explicit: str | None = None) -> str:
+    """Return the validated environment name: explicit argument, else ``TRADEDB_ENV``, else ``dev``."""
+    name = (explicit or os.environ.get("TRADEDB_ENV") or DEFAULT_ENVIRONMENT).strip()
+    if name not in ENVIRONMENTS:
+        raise TradeDBError(f"unknown environment {name!r}: choose one of {', '.join(ENVIRONMENTS)}")
+    return name
+
+
+def normalise_url(raw: str, source: str) -> URL:
+    """Parse a database URL and force the psycopg2 driver; ``source`` names where it came from for errors."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise TradeDBError(f"malformed database URL in {source}: expected postgresql://user@host:port/dbname") from None
+    if url.get_backend_name() != "postgresql":
+        raise TradeDBError(f"database URL in {source} is not PostgreSQL ({url.get_backend_name()!r})")
+    if not url.database:
+        raise TradeDBError(f"database URL in {source} names no database")
+    return url.set(drivername=DRIVER)
+
+
+def config_path() -> Path:
+    """Return the config file path: ``TRADEDB_CONFIG`` or ``tradedb.toml`` at the project root."""
+    return Path(os.environ.get("TRADEDB_CONFIG", project_root() / "tradedb.toml"))
+
+
+def load_config() -> dict:
+    """Read the optional TOML config file; a malformed file is an error, a missing one is not."""
+    path = config_path()
+    if not path.exists():
+        if "TRADEDB_CONFIG" in os.environ:
+            raise TradeDBError(f"config file {path} (from TRADEDB_CONFIG) does not exist")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise TradeDBError(f"malformed config file {path}: {exc}") from None
+    environments = data.get("environments", {})
+    if not isinstance(environments, dict):
+        raise TradeDBError(f"malformed config file {path}: [environments] must be a table")
+    for name, section in environments.items():
+        if name not in ENVIRONMENTS:
+            raise TradeDBError(
+                f"malformed config file {path}: unknown environment [environments.{name}] "
+                f"(choose from {', '.join(ENVIRONMENTS)})"
+            )
+        if not isinstance(section, dict) or not isinstance(section.get("url", ""), str):
+            raise TradeDBError(f"malformed config file {path}: [environments.{name}] url must be a string")
+    return data
+
+
+def resolve_environment(explicit: str | None = None) -> Environment:
+    """Resolve an environment name to its database URL, starting the embedded server when none is configured."""
+    name = current_environment_name(explicit)
+    variable = f"TRADEDB_{name.upper()}_URL"
+    if os.environ.get(variable):
+        return Environment(name, normalise_url(os.environ[variable], variable), embedded=False)
+    section = load_config().get("environments", {}).get(name, {})
+    if section.get("url"):
+        return Environment(name, normalise_url(section["url"], f"{config_path()} [environments.{name}]"), False)
+    from tradedb.embedded import embedded_url
+
+    return Environment(name, embedded_url(database_name(name)), embedded=True)
+
+
+def database_name(environment: str) -> str:
+    """Return the embedded database name for an environment (one database per environment)."""
+    return f"tradedb_{environment}"
