@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from tradedb import schema
 from tradedb.db import make_engine, unreachable
+from tradedb.guards import reset_data_on_downgrade
 from tradedb.locks import migration_lock
 from tradedb.models import metadata
 from tradedb.settings import resolve_environment
@@ -38,6 +39,7 @@ CONFIGURE_OPTS = dict(
     compare_server_default=False,
     transaction_per_migration=True,
     process_revision_directives=schema.place_new_revision(x_args.get("feature")),
+    on_version_apply=reset_data_on_downgrade,
 )
 
 

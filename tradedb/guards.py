@@ -68,3 +68,20 @@ def require_data_migrations(names: tuple[str, ...] | list[str]) -> None:
             "`alembic -x finalize_data=true upgrade head` to finish them inline first. "
             "Revisions before this one were applied and committed; nothing of this one was."
         )
+
+
+def reset_data_on_downgrade(ctx, step, heads, run_args) -> None:
+    """``on_version_apply`` hook: downgrading revision R forgets the state of data migrations that run after R.
+
+    So up -> down -> up runs them again from scratch instead of trusting checkpoints over columns that were
+    dropped and re-created empty.
+    """
+    if step.is_upgrade or ctx.as_sql:
+        return
+    import data_migrations
+    from data_migrations import state
+
+    removed = set(step.up_revision_ids)  # on a downgrade step, the revision being removed
+    for migration in data_migrations.registry().values():
+        if migration.after in removed:
+            state.reset(ctx.connection, migration.name)

@@ -23,14 +23,14 @@ migration = DataMigration(
             INSERT INTO alert_subscription_types (subscription_id, alert_type)
             SELECT DISTINCT a.id, tok
             FROM alert_subscriptions a, unnest({TOKENS}) tok
-            WHERE a.id > :lo AND a.id <= :hi AND {TOKENS} <@ {KNOWN}::varchar[]
+            WHERE a.id > :lo AND a.id <= :hi AND {TOKENS} <@ {KNOWN}::text[]
             ON CONFLICT DO NOTHING
         """,
         reject_sql=f"""
             SELECT a.id AS key, 'unknown alert type(s) in ' || quote_literal(a.alert_types) AS reason
             FROM alert_subscriptions a
             WHERE a.id > :lo AND a.id <= :hi AND btrim(coalesce(a.alert_types, '')) <> ''
-              AND NOT ({TOKENS} <@ {KNOWN}::varchar[])
+              AND NOT ({TOKENS} <@ {KNOWN}::text[])
         """,
     ),
     revert_sql="DELETE FROM alert_subscription_types WHERE subscription_id > :lo AND subscription_id <= :hi",
@@ -38,7 +38,7 @@ migration = DataMigration(
         Invariant(
             "every_listed_type_has_a_row",
             f"""SELECT a.id, a.alert_types FROM alert_subscriptions a, unnest({TOKENS}) tok
-                WHERE tok = ANY({KNOWN}) AND {TOKENS} <@ {KNOWN}::varchar[] AND NOT EXISTS (
+                WHERE tok = ANY({KNOWN}) AND {TOKENS} <@ {KNOWN}::text[] AND NOT EXISTS (
                     SELECT 1 FROM alert_subscription_types s WHERE s.subscription_id = a.id AND s.alert_type = tok)""",
             legacy=True,
         ),
