@@ -139,7 +139,9 @@ def finalize_inline(conn: Connection, names: list[str]) -> None:
     for name in names:
         result = run(conn.engine.url, name)
         if result.status != "finished":
-            raise DataMigrationFailed(f"data migration {name} did not finish inline: {result.status} ({result.stop_reason})")
+            raise DataMigrationFailed(
+                f"data migration {name} did not finish inline: {result.status} ({result.stop_reason})"
+            )
 
 
 def _engine(url_or_engine: URL | Engine) -> tuple[Engine, bool]:
@@ -178,7 +180,9 @@ def check_schema_position(conn: Connection, m: DataMigration) -> str | None:
     current = MigrationContext.configure(conn).get_current_revision()
     order = [r.revision for r in revisions()]
     if m.after not in order:
-        raise TradeDBError(f"data migration {m.name} runs after revision {m.after}, which is not in the history")
+        raise TradeDBError(
+            f"data migration {m.name} runs after revision {m.after}, which is not in the history"
+        )
     contract = next((r.revision for r in revisions() if m.name in r.requires_data), None)
     if current is None or current not in order or order.index(current) < order.index(m.after):
         raise TradeDBError(
@@ -204,11 +208,17 @@ def _coordinate(engine: Engine, m: DataMigration, options: RunOptions) -> RunRes
         state.transition(conn, m.name, "running")
         _plan_slices(conn, m)
     with engine.connect() as conn:
-        source = int(conn.scalar(text(f"SELECT source_rows FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name}))
+        source = int(
+            conn.scalar(
+                text(f"SELECT source_rows FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name}
+            )
+        )
     result = RunResult(m.name, "running", source_rows=source)
     while True:
         if options.workers <= 1:
-            outcome = Worker(engine, m, options, worker_id=f"{socket.gethostname()}:{os.getpid()}:0").run(result)
+            outcome = Worker(engine, m, options, worker_id=f"{socket.gethostname()}:{os.getpid()}:0").run(
+                result
+            )
         else:
             outcome = _run_worker_processes(engine, m, options, result)
         if outcome is not None:
@@ -221,7 +231,9 @@ def _coordinate(engine: Engine, m: DataMigration, options: RunOptions) -> RunRes
 
 def _plan_slices(conn: Connection, m: DataMigration) -> None:
     """Cut the key space into slices unless undone slices already exist (then this run resumes them)."""
-    conn.execute(text(f"UPDATE {S}.data_migration_slices SET claimed_by = NULL WHERE name = :n"), {"n": m.name})
+    conn.execute(
+        text(f"UPDATE {S}.data_migration_slices SET claimed_by = NULL WHERE name = :n"), {"n": m.name}
+    )
     undone = conn.scalar(
         text(f"SELECT count(*) FROM {S}.data_migration_slices WHERE name = :n AND NOT done"), {"n": m.name}
     )
@@ -257,7 +269,9 @@ def _insert_slices(conn: Connection, m: DataMigration, start: int, end: int, fir
 
 def _extend_slices(conn: Connection, m: DataMigration) -> bool:
     """Add slices for keys above the planned maximum that still need the migration; True when any were added."""
-    planned = conn.scalar(text(f"SELECT max_key FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name})
+    planned = conn.scalar(
+        text(f"SELECT max_key FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name}
+    )
     newest = conn.scalar(text(f"SELECT max({m.key}) FROM {m.table}"))
     if newest is None or (planned is not None and newest <= planned):
         return False
@@ -266,27 +280,38 @@ def _extend_slices(conn: Connection, m: DataMigration) -> bool:
         text(pending_rows_sql(m, with_quarantine=True) + f" AND t.{m.key} > :start"), {"start": start}
     )
     conn.execute(
-        text(f"UPDATE {S}.data_migration_state SET max_key = :hi, source_rows = source_rows + :more WHERE name = :n"),
+        text(
+            f"UPDATE {S}.data_migration_state SET max_key = :hi, source_rows = source_rows + :more WHERE name = :n"
+        ),
         {"n": m.name, "hi": newest, "more": more},
     )
     if not more:
         return False
     first = conn.scalar(
-        text(f"SELECT coalesce(max(slice_no) + 1, 0) FROM {S}.data_migration_slices WHERE name = :n"), {"n": m.name}
+        text(f"SELECT coalesce(max(slice_no) + 1, 0) FROM {S}.data_migration_slices WHERE name = :n"),
+        {"n": m.name},
     )
     _insert_slices(conn, m, start, newest, first_no=first)
     return True
 
 
-def _finish(engine: Engine, m: DataMigration, result: RunResult, outcome: tuple | None, started: float) -> RunResult:
+def _finish(
+    engine: Engine, m: DataMigration, result: RunResult, outcome: tuple | None, started: float
+) -> RunResult:
     """Record how the run ended; on success verify nothing was left behind (done + quarantined = needed)."""
     result.seconds = time.monotonic() - started
     with engine.begin() as conn:
-        row = conn.execute(text(f"SELECT * FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name}).mappings().one()
+        row = (
+            conn.execute(text(f"SELECT * FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name})
+            .mappings()
+            .one()
+        )
         result.source_rows, result.rows_done = row["source_rows"], row["rows_done"]
         result.rows_quarantined, result.retries = row["rows_quarantined"], row["retries"]
         conn.execute(
-            text(f"UPDATE {S}.data_migration_state SET seconds_running = seconds_running + :s WHERE name = :n"),
+            text(
+                f"UPDATE {S}.data_migration_state SET seconds_running = seconds_running + :s WHERE name = :n"
+            ),
             {"n": m.name, "s": result.seconds},
         )
         if outcome is not None:
@@ -305,19 +330,36 @@ def _finish(engine: Engine, m: DataMigration, result: RunResult, outcome: tuple 
     if result.rows_done + result.rows_quarantined != result.source_rows:
         log.warning(
             "%s: done %d + quarantined %d != %d rows that needed it at the start (rows changed meanwhile)",
-            m.name, result.rows_done, result.rows_quarantined, result.source_rows,
+            m.name,
+            result.rows_done,
+            result.rows_quarantined,
+            result.source_rows,
         )
     return result
 
 
-def _run_worker_processes(engine: Engine, m: DataMigration, options: RunOptions, result: RunResult) -> tuple | None:
+def _run_worker_processes(
+    engine: Engine, m: DataMigration, options: RunOptions, result: RunResult
+) -> tuple | None:
     """Run ``options.workers`` worker processes on the same migration; the parent reports progress."""
     ctx = multiprocessing.get_context("spawn")
     outcomes = ctx.Queue()
     url = engine.url
     procs = [
-        ctx.Process(target=_worker_main, args=(url, m.name, options.deadline, options.target_seconds,
-                                               options.initial_batch, options.max_attempts, i, outcomes), daemon=True)
+        ctx.Process(
+            target=_worker_main,
+            args=(
+                url,
+                m.name,
+                options.deadline,
+                options.target_seconds,
+                options.initial_batch,
+                options.max_attempts,
+                i,
+                outcomes,
+            ),
+            daemon=True,
+        )
         for i in range(options.workers)
     ]
     for p in procs:
@@ -338,8 +380,12 @@ def _run_worker_processes(engine: Engine, m: DataMigration, options: RunOptions,
 
 def _worker_main(url, name, deadline, target_seconds, initial_batch, max_attempts, index, outcomes) -> None:
     engine = create_engine(url, connect_args={"application_name": f"{APPLICATION_PREFIX}:{index}"})
-    options = RunOptions(deadline=deadline, target_seconds=target_seconds, initial_batch=initial_batch,
-                         max_attempts=max_attempts)
+    options = RunOptions(
+        deadline=deadline,
+        target_seconds=target_seconds,
+        initial_batch=initial_batch,
+        max_attempts=max_attempts,
+    )
     try:
         worker = Worker(engine, get(name), options, worker_id=f"{socket.gethostname()}:{os.getpid()}:{index}")
         outcomes.put(worker.run(RunResult(name, "running")))
@@ -351,10 +397,21 @@ def _worker_main(url, name, deadline, target_seconds, initial_batch, max_attempt
 
 def _progress_from_state(engine: Engine, m: DataMigration, elapsed: float, done_before: int) -> Progress:
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT * FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name}).mappings().one()
+        row = (
+            conn.execute(text(f"SELECT * FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name})
+            .mappings()
+            .one()
+        )
     done = row["rows_done"] + row["rows_quarantined"]
-    return Progress(m.name, done, row["source_rows"], (done - done_before) / elapsed if elapsed else 0.0,
-                    row["batch_size"] or 0, row["batches"], row["retries"])
+    return Progress(
+        m.name,
+        done,
+        row["source_rows"],
+        (done - done_before) / elapsed if elapsed else 0.0,
+        row["batch_size"] or 0,
+        row["batches"],
+        row["retries"],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -413,7 +470,10 @@ class Worker:
             time.sleep(PAUSE_POLL_SECONDS)
         expected = self.options.target_seconds * 2
         if self._past_deadline(expected):
-            return ("interrupted", f"deadline {self.options.deadline:%Y-%m-%d %H:%M:%S %Z} reached; resumes from the checkpoint")
+            return (
+                "interrupted",
+                f"deadline {self.options.deadline:%Y-%m-%d %H:%M:%S %Z} reached; resumes from the checkpoint",
+            )
         if self.options.throttle and self.batches and self.batches % THROTTLE_EVERY == 0:
             self._throttle()
         return None
@@ -476,7 +536,14 @@ class Worker:
                     self.size = batch_size.split(self.size)
                 self._count_retry()
                 delay = min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (attempt - 1))
-                log.warning("%s: %s on batch; retry %d in %.1fs (batch %d)", self.m.name, cause, attempt, delay, self.size)
+                log.warning(
+                    "%s: %s on batch; retry %d in %.1fs (batch %d)",
+                    self.m.name,
+                    cause,
+                    attempt,
+                    delay,
+                    self.size,
+                )
                 time.sleep(delay)
                 continue
             seconds = time.monotonic() - t0
@@ -510,7 +577,10 @@ class Worker:
             hi = row.hi if upper is None else upper
             params = {"lo": lo, "hi": hi}
             needing = conn.scalar(
-                text(pending_rows_sql(m, with_quarantine=True) + f" AND t.{m.key} > :lo AND t.{m.key} <= :hi"), params
+                text(
+                    pending_rows_sql(m, with_quarantine=True) + f" AND t.{m.key} > :lo AND t.{m.key} <= :hi"
+                ),
+                params,
             )
             quarantined = self._apply_step(conn, params)
             done = hi >= row.hi
@@ -563,8 +633,10 @@ class Worker:
             return 0
         if self.m.on_bad_row == "stop":
             keys = ", ".join(str(k) for k, _ in rejected[:5])
-            raise BadRow(f"data migration {self.m.name} met {len(rejected)} row(s) it cannot transform "
-                         f"(keys {keys}): {rejected[0][1]}")
+            raise BadRow(
+                f"data migration {self.m.name} met {len(rejected)} row(s) it cannot transform "
+                f"(keys {keys}): {rejected[0][1]}"
+            )
         res = conn.execute(
             text(
                 f"""INSERT INTO {S}.quarantine (migration, row_key, reason, row_data)
@@ -572,7 +644,11 @@ class Worker:
                         AS r(k, reason) JOIN {self.m.table} t ON t.{self.m.key} = r.k
                     ON CONFLICT (migration, row_key) DO NOTHING"""
             ),
-            {"n": self.m.name, "keys": [int(k) for k, _ in rejected], "reasons": [str(r) for _, r in rejected]},
+            {
+                "n": self.m.name,
+                "keys": [int(k) for k, _ in rejected],
+                "reasons": [str(r) for _, r in rejected],
+            },
         )
         return res.rowcount
 
@@ -580,8 +656,10 @@ class Worker:
 
     def _count_retry(self) -> None:
         with self.engine.begin() as conn:
-            conn.execute(text(f"UPDATE {S}.data_migration_state SET retries = retries + 1 WHERE name = :n"),
-                         {"n": self.m.name})
+            conn.execute(
+                text(f"UPDATE {S}.data_migration_state SET retries = retries + 1 WHERE name = :n"),
+                {"n": self.m.name},
+            )
 
     def _fail(self, reason: str) -> None:
         with self.engine.begin() as conn:
@@ -591,12 +669,22 @@ class Worker:
     def _progress(self, throttled: str | None = None) -> Progress:
         with self.engine.connect() as conn:
             row = conn.execute(
-                text(f"SELECT source_rows, rows_done, rows_quarantined, retries FROM {S}.data_migration_state WHERE name = :n"),
+                text(
+                    f"SELECT source_rows, rows_done, rows_quarantined, retries FROM {S}.data_migration_state WHERE name = :n"
+                ),
                 {"n": self.m.name},
             ).one()
         elapsed = time.monotonic() - self.started
-        return Progress(self.m.name, row.rows_done + row.rows_quarantined, row.source_rows,
-                        self.rows_this_run / elapsed if elapsed else 0.0, self.size, self.batches, row.retries, throttled)
+        return Progress(
+            self.m.name,
+            row.rows_done + row.rows_quarantined,
+            row.source_rows,
+            self.rows_this_run / elapsed if elapsed else 0.0,
+            self.size,
+            self.batches,
+            row.retries,
+            throttled,
+        )
 
     def _report(self, result: RunResult) -> None:
         if self.options.on_progress:
@@ -611,7 +699,9 @@ def _copy_into_temp(conn: Connection, frame: pd.DataFrame, columns: dict[str, st
     frame[list(columns)].to_csv(buffer, index=False, header=False, na_rep="\\N")
     buffer.seek(0)
     cursor = conn.connection.dbapi_connection.cursor()
-    cursor.copy_expert(f"COPY batch_result ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+    cursor.copy_expert(
+        f"COPY batch_result ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer
+    )
 
 
 def _transient_cause(exc: DBAPIError) -> str | None:

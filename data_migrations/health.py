@@ -22,7 +22,11 @@ def dead_tuples(conn: Connection, table: str) -> str | None:
     row = conn.execute(
         text("SELECT n_dead_tup, n_live_tup FROM pg_stat_user_tables WHERE relname = :t"), {"t": table}
     ).first()
-    if row and row.n_dead_tup > MIN_DEAD_TUPLES and row.n_dead_tup > DEAD_TUPLE_RATIO * max(row.n_live_tup, 1):
+    if (
+        row
+        and row.n_dead_tup > MIN_DEAD_TUPLES
+        and row.n_dead_tup > DEAD_TUPLE_RATIO * max(row.n_live_tup, 1)
+    ):
         return f"{row.n_dead_tup} dead tuples on {table} (live {row.n_live_tup}); waiting for vacuum"
     return None
 
@@ -55,6 +59,8 @@ def lock_waits(conn: Connection, table: str) -> str | None:
 INDICATORS: tuple[Indicator, ...] = (dead_tuples, autovacuum_running, lock_waits)
 
 
-def throttle_reasons(conn: Connection, table: str, indicators: tuple[Indicator, ...] = INDICATORS) -> list[str]:
+def throttle_reasons(
+    conn: Connection, table: str, indicators: tuple[Indicator, ...] = INDICATORS
+) -> list[str]:
     """Every reason to back off right now (empty when the database is healthy)."""
     return [reason for indicator in indicators if (reason := indicator(conn, table))]

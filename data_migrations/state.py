@@ -80,7 +80,10 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("interrupted", "running"): "a new run resumes from the checkpoints",
     ("failed", "running"): "an operator ran it again after fixing the cause",
     ("cancelled", "running"): "an operator ran it again; it resumes from the checkpoints",
-    ("finished", "running"): "rows needing it appeared again (written by an old app version) and it runs again",
+    (
+        "finished",
+        "running",
+    ): "rows needing it appeared again (written by an old app version) and it runs again",
     ("paused", "interrupted"): "the deadline came while paused",
 }
 
@@ -92,7 +95,9 @@ def ensure_schema(conn: Connection) -> None:
 
 def status_of(conn: Connection, name: str, *, lock: bool = False) -> str:
     row = conn.execute(
-        text(f"SELECT status FROM {S}.data_migration_state WHERE name = :n" + (" FOR UPDATE" if lock else "")),
+        text(
+            f"SELECT status FROM {S}.data_migration_state WHERE name = :n" + (" FOR UPDATE" if lock else "")
+        ),
         {"n": name},
     ).first()
     return row.status if row else "pending"
@@ -101,7 +106,8 @@ def status_of(conn: Connection, name: str, *, lock: bool = False) -> str:
 def transition(conn: Connection, name: str, to: str, *, error: str | None = None) -> str:
     """Move ``name`` to status ``to`` if the edge is allowed; return the previous status or raise."""
     conn.execute(
-        text(f"INSERT INTO {S}.data_migration_state (name) VALUES (:n) ON CONFLICT (name) DO NOTHING"), {"n": name}
+        text(f"INSERT INTO {S}.data_migration_state (name) VALUES (:n) ON CONFLICT (name) DO NOTHING"),
+        {"n": name},
     )
     current = status_of(conn, name, lock=True)
     if current == to:

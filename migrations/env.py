@@ -20,13 +20,15 @@ from tradedb.db import make_engine, unreachable
 from tradedb.guards import reset_data_on_downgrade
 from tradedb.locks import migration_lock
 from tradedb.models import metadata
-from tradedb.settings import resolve_environment
+from tradedb.settings import Environment, resolve_environment
 
 config = context.config
 x_args = context.get_x_argument(as_dictionary=True)
 
-if config.config_file_name is not None and not config.attributes.get("connection") and not config.attributes.get(
-    "skip_logging_config"
+if (
+    config.config_file_name is not None
+    and not config.attributes.get("connection")
+    and not config.attributes.get("skip_logging_config")
 ):
     from logging.config import fileConfig
 
@@ -66,12 +68,18 @@ def run_migrations_online() -> None:
     if isinstance(given, Connection):
         _run_on(given)
         return
-    env = config.attributes.get("environment") or resolve_environment(x_args.get("env"))
-    engine: Engine = given if isinstance(given, Engine) else make_engine(env)
+    if isinstance(given, Engine):
+        env = config.attributes.get("environment") or Environment("given", given.url, embedded=False)
+        engine = given
+    else:
+        env = config.attributes.get("environment") or resolve_environment(x_args.get("env"))
+        engine = make_engine(env)
     try:
-        with migration_lock(engine, env, held=bool(config.attributes.get("lock_held"))):
-            with engine.connect() as connection:
-                _run_on(connection)
+        with (
+            migration_lock(engine, env, held=bool(config.attributes.get("lock_held"))),
+            engine.connect() as connection,
+        ):
+            _run_on(connection)
     except OperationalError as exc:
         if exc.connection_invalidated or "connect" in str(exc).lower():
             raise unreachable(env, exc) from None

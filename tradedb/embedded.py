@@ -52,3 +52,25 @@ def embedded_url(database: str) -> URL:
     admin = make_url(server_uri(state_dir() / "pgdata")).set(drivername=DRIVER)
     ensure_database(admin, database)
     return admin.set(database=database)
+
+
+def stop_server(data_dir: Path) -> bool:
+    """Stop the embedded server of ``data_dir`` (fast shutdown); False when none was running."""
+    import signal
+    import time
+
+    pid_file = data_dir / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().splitlines()[0])
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return False
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return True

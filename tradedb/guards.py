@@ -51,7 +51,11 @@ def require_data_migrations(names: tuple[str, ...] | list[str]) -> None:
             )
         return
     conn = op.get_bind()
-    finalize = context.get_x_argument(as_dictionary=True).get("finalize_data", "").lower() in ("1", "true", "yes")
+    finalize = context.get_x_argument(as_dictionary=True).get("finalize_data", "").lower() in (
+        "1",
+        "true",
+        "yes",
+    )
     waiting = {m.name: count_pending(conn, m) for m in migrations}
     waiting = {name: n for name, n in waiting.items() if n}
     if waiting and finalize:

@@ -46,7 +46,9 @@ class RevisionInfo:
         return asdict(self)
 
 
-def alembic_config(env: Environment | None = None, *, connection: Engine | Connection | None = None, **attrs) -> Config:
+def alembic_config(
+    env: Environment | None = None, *, connection: Engine | Connection | None = None, **attrs
+) -> Config:
     """Build the Alembic config of the project, carrying our environment (and optionally a connection)."""
     cfg = Config(str(project_root() / "alembic.ini"))
     cfg.attributes["skip_logging_config"] = True
@@ -78,7 +80,9 @@ def place_new_revision(feature: str | None):
             return
         if feature not in FEATURES:
             raise TradeDBError(f"unknown feature {feature!r}: choose one of {', '.join(FEATURES)}")
-        directives[0].version_path = str(project_root() / "migrations" / feature)
+        script = getattr(context, "script", None)
+        folder = Path(script.dir) if script is not None else project_root() / "migrations"
+        directives[0].version_path = str(folder / feature)
 
     return hook
 
@@ -108,7 +112,9 @@ def revisions() -> list[RevisionInfo]:
 def head() -> str:
     heads = script_directory().get_heads()
     if len(heads) != 1:
-        raise TradeDBError(f"the history has {len(heads)} heads ({', '.join(heads)}); run `alembic merge heads`")
+        raise TradeDBError(
+            f"the history has {len(heads)} heads ({', '.join(heads)}); run `alembic merge heads`"
+        )
     return heads[0]
 
 
@@ -161,9 +167,10 @@ def stamp(env: Environment, target: str, **attrs) -> None:
     command.stamp(alembic_config(env, **attrs), target)
 
 
-def drift(env: Environment) -> list[str]:
-    """Differences between the models and the database, as readable lines (empty when they match)."""
-    from tradedb.models import metadata
+def drift(env: Environment, metadata=None) -> list[str]:
+    """Differences between the models (or ``metadata``) and the database, as readable lines (empty when equal)."""
+    if metadata is None:
+        from tradedb.models import metadata
 
     with connect_checked(env) as conn:
         ctx = MigrationContext.configure(conn, opts={"include_name": include_name, "compare_type": True})

@@ -62,7 +62,9 @@ def normalise_url(raw: str, source: str) -> URL:
     try:
         url = make_url(raw)
     except ArgumentError:
-        raise TradeDBError(f"malformed database URL in {source}: expected postgresql://user@host:port/dbname") from None
+        raise TradeDBError(
+            f"malformed database URL in {source}: expected postgresql://user@host:port/dbname"
+        ) from None
     if url.get_backend_name() != "postgresql":
         raise TradeDBError(f"database URL in {source} is not PostgreSQL ({url.get_backend_name()!r})")
     if not url.database:
@@ -108,7 +110,9 @@ def resolve_environment(explicit: str | None = None) -> Environment:
         return Environment(name, normalise_url(os.environ[variable], variable), embedded=False)
     section = load_config().get("environments", {}).get(name, {})
     if section.get("url"):
-        return Environment(name, normalise_url(section["url"], f"{config_path()} [environments.{name}]"), False)
+        return Environment(
+            name, normalise_url(section["url"], f"{config_path()} [environments.{name}]"), False
+        )
     from tradedb.embedded import embedded_url
 
     return Environment(name, embedded_url(database_name(name)), embedded=True)

@@ -4,6 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2025-12-01 09:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op
@@ -44,7 +45,8 @@ def upgrade() -> None:
         sa.Column("tick_size", sa.Numeric(18, 8), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.CheckConstraint(
-            "asset_class IN ('equity', 'future', 'option', 'crypto', 'fx')", name=op.f("ck_instruments_asset_class")
+            "asset_class IN ('equity', 'future', 'option', 'crypto', 'fx')",
+            name=op.f("ck_instruments_asset_class"),
         ),
         sa.CheckConstraint("tick_size > 0", name=op.f("ck_instruments_tick_size_positive")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_instruments")),

@@ -4,6 +4,7 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-01-12 10:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op
@@ -22,7 +23,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("instruments", sa.Column("is_active", sa.Boolean(), server_default=sa.text("true"), nullable=False))
+    op.add_column(
+        "instruments", sa.Column("is_active", sa.Boolean(), server_default=sa.text("true"), nullable=False)
+    )
     op.create_index(op.f("ix_instruments_exchange"), "instruments", ["exchange"])
 
 

@@ -4,6 +4,7 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2025-12-01 09:25:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op
@@ -38,8 +39,12 @@ def upgrade() -> None:
         sa.Column("channel_snowflake", sa.BigInteger(), nullable=False),
         sa.Column("name", sa.String(100), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
-        sa.CheckConstraint("kind IN ('text', 'announcement', 'thread')", name=op.f("ck_discord_channels_kind")),
-        sa.ForeignKeyConstraint(["guild_id"], ["discord_guilds.id"], name=op.f("fk_discord_channels_guild_id_discord_guilds")),
+        sa.CheckConstraint(
+            "kind IN ('text', 'announcement', 'thread')", name=op.f("ck_discord_channels_kind")
+        ),
+        sa.ForeignKeyConstraint(
+            ["guild_id"], ["discord_guilds.id"], name=op.f("fk_discord_channels_guild_id_discord_guilds")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_discord_channels")),
         sa.UniqueConstraint("channel_snowflake", name=op.f("uq_discord_channels_channel_snowflake")),
     )
@@ -53,12 +58,18 @@ def upgrade() -> None:
         sa.Column("alert_types", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["channel_id"], ["discord_channels.id"], name=op.f("fk_alert_subscriptions_channel_id_discord_channels")
+            ["channel_id"],
+            ["discord_channels.id"],
+            name=op.f("fk_alert_subscriptions_channel_id_discord_channels"),
         ),
         sa.ForeignKeyConstraint(
-            ["instrument_id"], ["instruments.id"], name=op.f("fk_alert_subscriptions_instrument_id_instruments")
+            ["instrument_id"],
+            ["instruments.id"],
+            name=op.f("fk_alert_subscriptions_instrument_id_instruments"),
         ),
-        sa.ForeignKeyConstraint(["setup_id"], ["setups.id"], name=op.f("fk_alert_subscriptions_setup_id_setups")),
+        sa.ForeignKeyConstraint(
+            ["setup_id"], ["setups.id"], name=op.f("fk_alert_subscriptions_setup_id_setups")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_subscriptions")),
     )
     op.create_index(op.f("ix_alert_subscriptions_channel_id"), "alert_subscriptions", ["channel_id"])
@@ -71,11 +82,17 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("status", sa.String(8), nullable=False),
-        sa.CheckConstraint("status IN ('sent', 'failed', 'deleted')", name=op.f("ck_discord_messages_status")),
-        sa.ForeignKeyConstraint(
-            ["channel_id"], ["discord_channels.id"], name=op.f("fk_discord_messages_channel_id_discord_channels")
+        sa.CheckConstraint(
+            "status IN ('sent', 'failed', 'deleted')", name=op.f("ck_discord_messages_status")
         ),
-        sa.ForeignKeyConstraint(["event_id"], ["events.id"], name=op.f("fk_discord_messages_event_id_events")),
+        sa.ForeignKeyConstraint(
+            ["channel_id"],
+            ["discord_channels.id"],
+            name=op.f("fk_discord_messages_channel_id_discord_channels"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["event_id"], ["events.id"], name=op.f("fk_discord_messages_event_id_events")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_discord_messages")),
     )
     op.create_index(op.f("ix_discord_messages_event_id"), "discord_messages", ["event_id"])

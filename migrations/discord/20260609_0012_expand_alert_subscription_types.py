@@ -4,13 +4,16 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-06-09 10:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op
 import sqlalchemy as sa
 
 ticket: str = "TRD-455"
-data_impact: str = "Creates alert_subscription_types; discord.split_alert_types fills it from the comma-separated text."
+data_impact: str = (
+    "Creates alert_subscription_types; discord.split_alert_types fills it from the comma-separated text."
+)
 rollback_notes: str = "Downgrade drops alert_subscription_types; alert_types text, its source, is untouched."
 requires_data: tuple[str, ...] = ()
 preserves_data: bool = True

@@ -4,6 +4,7 @@ Revision ID: 0016
 Revises: 0015
 Create Date: 2026-09-22 10:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op

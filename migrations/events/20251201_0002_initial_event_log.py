@@ -4,6 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2025-12-01 09:05:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op

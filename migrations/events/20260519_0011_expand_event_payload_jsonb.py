@@ -4,6 +4,7 @@ Revision ID: 0011
 Revises: 0010
 Create Date: 2026-05-19 10:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op

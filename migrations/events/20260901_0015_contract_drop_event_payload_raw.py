@@ -4,6 +4,7 @@ Revision ID: 0015
 Revises: 0014
 Create Date: 2026-09-01 10:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op

@@ -4,6 +4,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2025-12-01 09:20:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op
@@ -35,13 +36,18 @@ def upgrade() -> None:
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("side IN ('buy', 'sell')", name=op.f("ck_orders_side")),
-        sa.CheckConstraint("order_type IN ('market', 'limit', 'stop', 'stop_limit')", name=op.f("ck_orders_order_type")),
         sa.CheckConstraint(
-            "status IN ('new', 'partially_filled', 'filled', 'cancelled', 'rejected')", name=op.f("ck_orders_status")
+            "order_type IN ('market', 'limit', 'stop', 'stop_limit')", name=op.f("ck_orders_order_type")
+        ),
+        sa.CheckConstraint(
+            "status IN ('new', 'partially_filled', 'filled', 'cancelled', 'rejected')",
+            name=op.f("ck_orders_status"),
         ),
         sa.CheckConstraint("quantity > 0", name=op.f("ck_orders_quantity_positive")),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_orders_account_id_accounts")),
-        sa.ForeignKeyConstraint(["instrument_id"], ["instruments.id"], name=op.f("fk_orders_instrument_id_instruments")),
+        sa.ForeignKeyConstraint(
+            ["instrument_id"], ["instruments.id"], name=op.f("fk_orders_instrument_id_instruments")
+        ),
         sa.ForeignKeyConstraint(["signal_id"], ["signals.id"], name=op.f("fk_orders_signal_id_signals")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_orders")),
     )
@@ -60,7 +66,9 @@ def upgrade() -> None:
         sa.CheckConstraint("quantity > 0", name=op.f("ck_trades_quantity_positive")),
         sa.CheckConstraint("price > 0", name=op.f("ck_trades_price_positive")),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_trades_account_id_accounts")),
-        sa.ForeignKeyConstraint(["instrument_id"], ["instruments.id"], name=op.f("fk_trades_instrument_id_instruments")),
+        sa.ForeignKeyConstraint(
+            ["instrument_id"], ["instruments.id"], name=op.f("fk_trades_instrument_id_instruments")
+        ),
         sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name=op.f("fk_trades_order_id_orders")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_trades")),
     )
@@ -74,12 +82,16 @@ def upgrade() -> None:
         sa.Column("quantity", sa.Numeric(20, 8), nullable=False),
         sa.Column("avg_price", sa.Numeric(20, 8), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_positions_account_id_accounts")),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_positions_account_id_accounts")
+        ),
         sa.ForeignKeyConstraint(
             ["instrument_id"], ["instruments.id"], name=op.f("fk_positions_instrument_id_instruments")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_positions")),
-        sa.UniqueConstraint("account_id", "instrument_id", name=op.f("uq_positions_account_id_instrument_id")),
+        sa.UniqueConstraint(
+            "account_id", "instrument_id", name=op.f("uq_positions_account_id_instrument_id")
+        ),
     )
 
 

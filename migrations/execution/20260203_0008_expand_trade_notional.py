@@ -4,6 +4,7 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-02-03 10:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op
@@ -11,7 +12,9 @@ import sqlalchemy as sa
 
 ticket: str = "TRD-412"
 data_impact: str = "Adds nullable trades.notional (no rewrite). Existing rows stay NULL until execution.backfill_trade_notional runs."
-rollback_notes: str = "Downgrade drops trades.notional; it is derived from price x quantity, so nothing is lost."
+rollback_notes: str = (
+    "Downgrade drops trades.notional; it is derived from price x quantity, so nothing is lost."
+)
 requires_data: tuple[str, ...] = ()
 preserves_data: bool = True
 

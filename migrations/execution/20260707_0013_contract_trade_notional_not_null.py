@@ -4,6 +4,7 @@ Revision ID: 0013
 Revises: 0012
 Create Date: 2026-07-07 10:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op
@@ -28,7 +29,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     require_data_migrations(requires_data)
-    op.execute("ALTER TABLE trades ADD CONSTRAINT ck_trades_notional_not_null CHECK (notional IS NOT NULL) NOT VALID")
+    op.execute(
+        "ALTER TABLE trades ADD CONSTRAINT ck_trades_notional_not_null CHECK (notional IS NOT NULL) NOT VALID"
+    )
     op.execute("ALTER TABLE trades VALIDATE CONSTRAINT ck_trades_notional_not_null")
     op.alter_column("trades", "notional", existing_type=sa.Numeric(24, 8), nullable=False)
     op.drop_constraint(op.f("ck_trades_notional_not_null"), "trades", type_="check")

@@ -4,13 +4,16 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2025-12-01 09:10:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op
 import sqlalchemy as sa
 
 ticket: str = "TRD-102"
-data_impact: str = "Creates setups and ticker_setups; no existing data. Levels kept as 'entry=..;stop=..' text."
+data_impact: str = (
+    "Creates setups and ticker_setups; no existing data. Levels kept as 'entry=..;stop=..' text."
+)
 rollback_notes: str = "Downgrade drops both tables: only for an empty database."
 requires_data: tuple[str, ...] = ()
 preserves_data: bool = True
@@ -42,7 +45,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.CheckConstraint(
-            "status IN ('watching', 'active', 'triggered', 'invalidated')", name=op.f("ck_ticker_setups_status")
+            "status IN ('watching', 'active', 'triggered', 'invalidated')",
+            name=op.f("ck_ticker_setups_status"),
         ),
         sa.ForeignKeyConstraint(
             ["instrument_id"], ["instruments.id"], name=op.f("fk_ticker_setups_instrument_id_instruments")

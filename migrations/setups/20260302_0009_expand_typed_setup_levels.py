@@ -4,6 +4,7 @@ Revision ID: 0009
 Revises: 0008
 Create Date: 2026-03-02 10:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op

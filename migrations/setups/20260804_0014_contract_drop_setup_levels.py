@@ -4,6 +4,7 @@ Revision ID: 0014
 Revises: 0013
 Create Date: 2026-08-04 10:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op

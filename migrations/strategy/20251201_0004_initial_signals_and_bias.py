@@ -4,6 +4,7 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2025-12-01 09:15:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op
@@ -32,7 +33,9 @@ def upgrade() -> None:
         sa.Column("strength", sa.Numeric(5, 4), nullable=False),
         sa.CheckConstraint("direction IN ('long', 'short')", name=op.f("ck_signals_direction")),
         sa.CheckConstraint("strength BETWEEN 0 AND 1", name=op.f("ck_signals_strength_unit")),
-        sa.ForeignKeyConstraint(["instrument_id"], ["instruments.id"], name=op.f("fk_signals_instrument_id_instruments")),
+        sa.ForeignKeyConstraint(
+            ["instrument_id"], ["instruments.id"], name=op.f("fk_signals_instrument_id_instruments")
+        ),
         sa.ForeignKeyConstraint(
             ["ticker_setup_id"], ["ticker_setups.id"], name=op.f("fk_signals_ticker_setup_id_ticker_setups")
         ),
@@ -47,9 +50,13 @@ def upgrade() -> None:
         sa.Column("bias", sa.String(8), nullable=False),
         sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("bias IN ('bullish', 'bearish', 'neutral')", name=op.f("ck_bias_bias")),
-        sa.ForeignKeyConstraint(["instrument_id"], ["instruments.id"], name=op.f("fk_bias_instrument_id_instruments")),
+        sa.ForeignKeyConstraint(
+            ["instrument_id"], ["instruments.id"], name=op.f("fk_bias_instrument_id_instruments")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bias")),
-        sa.UniqueConstraint("instrument_id", "timeframe", "as_of", name=op.f("uq_bias_instrument_id_timeframe_as_of")),
+        sa.UniqueConstraint(
+            "instrument_id", "timeframe", "as_of", name=op.f("uq_bias_instrument_id_timeframe_as_of")
+        ),
     )
 
 

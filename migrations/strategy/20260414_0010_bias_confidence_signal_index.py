@@ -4,13 +4,16 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-04-14 10:00:00
 """
+
 from collections.abc import Sequence
 
 from alembic import op
 import sqlalchemy as sa
 
 ticket: str = "TRD-402"
-data_impact: str = "Adds nullable bias.confidence (no rewrite) and one index on signals (brief SHARE lock while it builds)."
+data_impact: str = (
+    "Adds nullable bias.confidence (no rewrite) and one index on signals (brief SHARE lock while it builds)."
+)
 rollback_notes: str = "Downgrade drops the index and bias.confidence; confidences recorded since are lost."
 requires_data: tuple[str, ...] = ()
 preserves_data: bool = True

@@ -3,4 +3,14 @@
 from tradedb.models import common, discord, events, execution, setups, strategy
 from tradedb.models.base import NAMING_CONVENTION, Base, metadata
 
-__all__ = ["Base", "metadata", "NAMING_CONVENTION", "common", "events", "setups", "strategy", "execution", "discord"]
+__all__ = [
+    "Base",
+    "metadata",
+    "NAMING_CONVENTION",
+    "common",
+    "events",
+    "setups",
+    "strategy",
+    "execution",
+    "discord",
+]

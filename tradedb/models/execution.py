@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint, func, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradedb.models.base import Base, BigPK, Money, Price, Quantity
@@ -67,6 +76,3 @@ class Position(Base):
     quantity: Mapped[Quantity]
     avg_price: Mapped[Price]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-__all__ = ["Order", "Trade", "Position", "Decimal"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -36,6 +35,3 @@ class TickerSetup(Base):
     target_price: Mapped[Price | None]
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-__all__ = ["Setup", "TickerSetup", "Decimal"]

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradedb.models.base import Base, BigPK
@@ -20,7 +29,9 @@ class Signal(Base):
     )
 
     id: Mapped[BigPK]
-    ticker_setup_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("ticker_setups.id"), index=True)
+    ticker_setup_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("ticker_setups.id"), index=True
+    )
     instrument_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("instruments.id"))
     generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     direction: Mapped[str] = mapped_column(String(8))

@@ -1,0 +1,68 @@
+"""Running data migrations for a person at a terminal: pick what is runnable, show a live progress bar."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from data_migrations import engine, registry
+from data_migrations.engine import RunOptions, RunResult, check_schema_position
+from data_migrations.progress import Progress as Snapshot
+from tradedb.db import connect_checked
+from tradedb.errors import TradeDBError
+from tradedb.guards import count_pending
+from tradedb.settings import Environment
+
+
+def runnable(env: Environment) -> list[str]:
+    """Data migrations whose ``after`` revision is applied, whose contract is not, and that have rows pending."""
+    names = []
+    with connect_checked(env) as conn:
+        for m in registry().values():
+            try:
+                if check_schema_position(conn, m) is None and count_pending(conn, m):
+                    names.append(m.name)
+            except TradeDBError:
+                continue
+    return names
+
+
+def run_with_progress(
+    env: Environment,
+    name: str,
+    *,
+    deadline: datetime | None = None,
+    workers: int = 1,
+    max_batches: int | None = None,
+    console: Console | None = None,
+) -> RunResult:
+    """Run one data migration with a rich progress bar (rows, rows/s, batch size, ETA)."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9,.0f} rows/s  batch {task.fields[batch]:>6}"),
+        TimeRemainingColumn(),
+        TextColumn("[yellow]{task.fields[note]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(name, total=None, rate=0.0, batch=0, note="")
+
+        def show(p: Snapshot) -> None:
+            bar.update(
+                task,
+                total=max(p.rows_total, p.rows_done),
+                completed=p.rows_done,
+                rate=p.rows_per_s,
+                batch=p.batch_size,
+                note=f"throttled: {p.throttled}" if p.throttled else "",
+            )
+
+        options = RunOptions(deadline=deadline, workers=workers, on_progress=show, max_batches=max_batches)
+        result = engine.run(env.url, name, options)
+        if result.status == "finished":
+            done = result.rows_done + result.rows_quarantined
+            bar.update(task, total=max(done, 1), completed=max(done, 1))
+    return result
