@@ -22,21 +22,27 @@ EFFICIENCY_BAND = (0.85, 1.10)  # within this share of the target, keep the size
 WINDOW = 20  # estimate seconds per row over the last this many batches
 
 
-def next_batch_size(current: int, recent: Sequence[tuple[int, float]], target: float = TARGET_SECONDS) -> int:
+def next_batch_size(
+    current: int,
+    recent: Sequence[tuple[int, float]],
+    target: float = TARGET_SECONDS,
+    minimum: int = MIN_BATCH,
+    maximum: int = MAX_BATCH,
+) -> int:
     """Return the next batch size from ``recent`` (rows in range, seconds) pairs, newest last."""
     window = [(rows, secs) for rows, secs in list(recent)[-WINDOW:] if rows > 0]
     if not window:
-        return max(MIN_BATCH, min(MAX_BATCH, current))
+        return max(minimum, min(maximum, current))
     rows = sum(r for r, _ in window)
     seconds = sum(s for _, s in window)
     last_rows, last_seconds = window[-1]
     if EFFICIENCY_BAND[0] <= last_seconds / target <= EFFICIENCY_BAND[1]:
-        return max(MIN_BATCH, min(MAX_BATCH, current))
+        return max(minimum, min(maximum, current))
     ideal = current * MAX_GROWTH if seconds <= 0 else target * rows / seconds
     bounded = min(current * MAX_GROWTH, max(current * MIN_SHRINK, ideal))
-    return max(MIN_BATCH, min(MAX_BATCH, int(bounded)))
+    return max(minimum, min(maximum, int(bounded)))
 
 
-def split(size: int) -> int:
+def split(size: int, minimum: int = MIN_BATCH) -> int:
     """Return the size to retry a batch that keeps timing out with: half, not below the minimum."""
-    return max(MIN_BATCH, size // 2)
+    return max(minimum, size // 2)

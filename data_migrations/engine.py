@@ -16,10 +16,12 @@ How a run goes:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import multiprocessing
 import os
+import queue
 import socket
 import time
 from dataclasses import dataclass, field
@@ -74,6 +76,9 @@ class RunOptions:
     max_attempts: int = MAX_ATTEMPTS
     target_seconds: float = batch_size.TARGET_SECONDS
     initial_batch: int = batch_size.INITIAL_BATCH
+    min_batch: int = batch_size.MIN_BATCH
+    max_batch: int = batch_size.MAX_BATCH
+    slice_keys: int = SLICE_KEYS
     throttle: bool = True
     on_progress: Reporter | None = None
     max_batches: int | None = None  # stop (interrupted) after this many batches: for tests and dry rehearsals
@@ -116,10 +121,12 @@ class RunResult:
 # Entry points
 
 
-def run(url_or_engine: URL | Engine, name: str, options: RunOptions | None = None) -> RunResult:
+def run(
+    url_or_engine: URL | Engine, name: str | DataMigration, options: RunOptions | None = None
+) -> RunResult:
     """Run data migration ``name`` until it is finished, paused past the deadline, cancelled or failed."""
     options = options or RunOptions()
-    migration = get(name)
+    migration = name if isinstance(name, DataMigration) else get(name)
     engine, own = _engine(url_or_engine)
     try:
         with engine.connect() as lock_conn:
@@ -129,6 +136,47 @@ def run(url_or_engine: URL | Engine, name: str, options: RunOptions | None = Non
             finally:
                 lock_conn.execute(text("SELECT pg_advisory_unlock(:c, hashtext(:n))"), _lock_args(migration))
                 lock_conn.commit()
+    finally:
+        if own:
+            engine.dispose()
+
+
+def revert(url_or_engine: URL | Engine, name: str, batch: int = batch_size.INITIAL_BATCH * 5) -> int:
+    """Undo data migration ``name`` range by range with its ``revert_sql``, then forget its state.
+
+    Each range is one short transaction (the revert is idempotent, so no checkpoint is needed: a crash simply
+    means running it again). Returns the number of ranges reverted.
+    """
+    migration = get(name)
+    if migration.revert_sql is None:
+        raise TradeDBError(f"data migration {name} declares no revert: it cannot be undone automatically")
+    engine, own = _engine(url_or_engine)
+    try:
+        with engine.connect() as lock_conn:
+            _take_lock(lock_conn, migration)
+            ranges, lo = 0, None
+            with engine.begin() as conn:
+                check_schema_position(conn, migration)
+                lo = conn.scalar(text(f"SELECT min({migration.key}) - 1 FROM {migration.table}"))
+            while lo is not None:
+                with engine.begin() as conn:
+                    conn.execute(text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
+                    hi = conn.scalar(
+                        text(
+                            f"""SELECT max(k) FROM (SELECT {migration.key} AS k FROM {migration.table}
+                                WHERE {migration.key} > :lo ORDER BY {migration.key} LIMIT :n) s"""
+                        ),
+                        {"lo": lo, "n": batch},
+                    )
+                    if hi is None:
+                        break
+                    conn.execute(text(migration.revert_sql), {"lo": lo, "hi": hi})
+                    ranges, lo = ranges + 1, hi
+            with engine.begin() as conn:
+                state.reset(conn, migration.name)
+            lock_conn.execute(text("SELECT pg_advisory_unlock(:c, hashtext(:n))"), _lock_args(migration))
+            lock_conn.commit()
+        return ranges
     finally:
         if own:
             engine.dispose()
@@ -147,7 +195,9 @@ def finalize_inline(conn: Connection, names: list[str]) -> None:
 def _engine(url_or_engine: URL | Engine) -> tuple[Engine, bool]:
     if isinstance(url_or_engine, Engine):
         return url_or_engine, False
-    return create_engine(url_or_engine, connect_args={"application_name": APPLICATION_PREFIX}), True
+    return create_engine(
+        url_or_engine, pool_pre_ping=True, connect_args={"application_name": APPLICATION_PREFIX}
+    ), True
 
 
 def _lock_args(m: DataMigration) -> dict:
@@ -206,7 +256,7 @@ def _coordinate(engine: Engine, m: DataMigration, options: RunOptions) -> RunRes
         if current == "running":  # we hold its lock, so whoever set it running is gone
             state.transition(conn, m.name, "interrupted", error="previous runner died")
         state.transition(conn, m.name, "running")
-        _plan_slices(conn, m)
+        _plan_slices(conn, m, options.slice_keys)
     with engine.connect() as conn:
         source = int(
             conn.scalar(
@@ -222,14 +272,13 @@ def _coordinate(engine: Engine, m: DataMigration, options: RunOptions) -> RunRes
         else:
             outcome = _run_worker_processes(engine, m, options, result)
         if outcome is not None:
-            return _finish(engine, m, result, outcome, started)
-        with engine.begin() as conn:  # every slice done: rows written since the plan get a slice of their own
-            if not _extend_slices(conn, m):
-                break
-    return _finish(engine, m, result, None, started)
+            return retry_transient(lambda outcome=outcome: _finish(engine, m, result, outcome, started))
+        if not retry_transient(lambda: _extend_slices_in_txn(engine, m, options.slice_keys)):
+            break  # every slice done and no rows written since the plan need it
+    return retry_transient(lambda: _finish(engine, m, result, None, started))
 
 
-def _plan_slices(conn: Connection, m: DataMigration) -> None:
+def _plan_slices(conn: Connection, m: DataMigration, slice_keys: int) -> None:
     """Cut the key space into slices unless undone slices already exist (then this run resumes them)."""
     conn.execute(
         text(f"UPDATE {S}.data_migration_slices SET claimed_by = NULL WHERE name = :n"), {"n": m.name}
@@ -239,24 +288,27 @@ def _plan_slices(conn: Connection, m: DataMigration) -> None:
     )
     if undone:
         return
-    conn.execute(text(f"DELETE FROM {S}.data_migration_slices WHERE name = :n"), {"n": m.name})
     lo, hi = conn.execute(text(f"SELECT min({m.key}), max({m.key}) FROM {m.table}")).one()
     source = count_pending(conn, m)
+    if lo is None or source == 0:
+        return  # nothing needs it: keep the tallies of the run that did the work
+    conn.execute(text(f"DELETE FROM {S}.data_migration_slices WHERE name = :n"), {"n": m.name})
     conn.execute(
         text(
-            f"""UPDATE {S}.data_migration_state SET source_rows = :src, rows_done = 0, rows_quarantined =
-                  (SELECT count(*) FROM {S}.quarantine WHERE migration = :n), batches = 0, retries = 0,
-                  max_key = :hi, seconds_running = 0 WHERE name = :n"""
+            f"""UPDATE {S}.data_migration_state SET rows_done = 0, batches = 0, retries = 0, max_key = :hi,
+                  rows_quarantined = (SELECT count(*) FROM {S}.quarantine WHERE migration = :n),
+                  source_rows = :src + (SELECT count(*) FROM {S}.quarantine WHERE migration = :n),
+                  seconds_running = 0 WHERE name = :n"""
         ),
         {"n": m.name, "src": source, "hi": hi},
     )
-    if lo is None or source == 0:
-        return
-    _insert_slices(conn, m, lo - 1, hi, first_no=0)
+    _insert_slices(conn, m, lo - 1, hi, first_no=0, slice_keys=slice_keys)
 
 
-def _insert_slices(conn: Connection, m: DataMigration, start: int, end: int, first_no: int) -> None:
-    bounds = list(range(start, end, SLICE_KEYS)) + [end]
+def _insert_slices(
+    conn: Connection, m: DataMigration, start: int, end: int, first_no: int, slice_keys: int
+) -> None:
+    bounds = list(range(start, end, slice_keys)) + [end]
     for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
         conn.execute(
             text(
@@ -267,7 +319,12 @@ def _insert_slices(conn: Connection, m: DataMigration, start: int, end: int, fir
         )
 
 
-def _extend_slices(conn: Connection, m: DataMigration) -> bool:
+def _extend_slices_in_txn(engine: Engine, m: DataMigration, slice_keys: int) -> bool:
+    with engine.begin() as conn:
+        return _extend_slices(conn, m, slice_keys)
+
+
+def _extend_slices(conn: Connection, m: DataMigration, slice_keys: int) -> bool:
     """Add slices for keys above the planned maximum that still need the migration; True when any were added."""
     planned = conn.scalar(
         text(f"SELECT max_key FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name}
@@ -291,7 +348,7 @@ def _extend_slices(conn: Connection, m: DataMigration) -> bool:
         text(f"SELECT coalesce(max(slice_no) + 1, 0) FROM {S}.data_migration_slices WHERE name = :n"),
         {"n": m.name},
     )
-    _insert_slices(conn, m, start, newest, first_no=first)
+    _insert_slices(conn, m, start, newest, first_no=first, slice_keys=slice_keys)
     return True
 
 
@@ -345,21 +402,9 @@ def _run_worker_processes(
     ctx = multiprocessing.get_context("spawn")
     outcomes = ctx.Queue()
     url = engine.url
+    child_options = dataclasses.replace(options, on_progress=None, workers=1)
     procs = [
-        ctx.Process(
-            target=_worker_main,
-            args=(
-                url,
-                m.name,
-                options.deadline,
-                options.target_seconds,
-                options.initial_batch,
-                options.max_attempts,
-                i,
-                outcomes,
-            ),
-            daemon=True,
-        )
+        ctx.Process(target=_worker_main, args=(url, m.name, child_options, i, outcomes), daemon=True)
         for i in range(options.workers)
     ]
     for p in procs:
@@ -371,20 +416,22 @@ def _run_worker_processes(
             options.on_progress(_progress_from_state(engine, m, time.monotonic() - started, result.rows_done))
     for p in procs:
         p.join()
-    results = [outcomes.get() for _ in procs if not outcomes.empty()]
+    results = []
+    for _ in procs:
+        try:
+            results.append(outcomes.get(timeout=5))
+        except queue.Empty:
+            break
     failures = [r for r in results if r and r[0] in ("failed", "interrupted", "cancelled")]
     if any(p.exitcode for p in procs) and not failures:
         failures = [("failed", "a worker process died")]
     return failures[0] if failures else None
 
 
-def _worker_main(url, name, deadline, target_seconds, initial_batch, max_attempts, index, outcomes) -> None:
-    engine = create_engine(url, connect_args={"application_name": f"{APPLICATION_PREFIX}:{index}"})
-    options = RunOptions(
-        deadline=deadline,
-        target_seconds=target_seconds,
-        initial_batch=initial_batch,
-        max_attempts=max_attempts,
+def _worker_main(url: URL, name: str, options: RunOptions, index: int, outcomes) -> None:
+    """Entry point of one worker process (spawned: it builds its own engine and reads the registry itself)."""
+    engine = create_engine(
+        url, pool_pre_ping=True, connect_args={"application_name": f"{APPLICATION_PREFIX}:{index}"}
     )
     try:
         worker = Worker(engine, get(name), options, worker_id=f"{socket.gethostname()}:{os.getpid()}:{index}")
@@ -436,11 +483,11 @@ class Worker:
         """Process slices until none are left (None) or the run must stop: ``(status, reason)``."""
         slice_ = None
         while True:
-            stop = self._between_batches()
+            stop = self._bookkeeping(self._between_batches)
             if stop:
                 return stop
             if slice_ is None:
-                slice_ = self._claim()
+                slice_ = self._bookkeeping(self._claim)
                 if slice_ is None:
                     return None
             done, rows, quarantined, seconds, attempts = self._batch_with_retries(slice_)
@@ -449,9 +496,13 @@ class Worker:
             result.batches += 1
             result.retries += attempts - 1
             result.batch_seconds.append(seconds)
-            self._report(result)
+            self._bookkeeping(lambda: self._report(result))
             if done:
                 slice_ = None
+
+    def _bookkeeping(self, step):
+        """Run a between-batches step, retrying dropped connections like batches are (nothing to undo there)."""
+        return retry_transient(step, self.options.max_attempts, on_retry=self._count_retry)
 
     # -- between batches: operator requests, deadline, health, sizing
 
@@ -533,7 +584,7 @@ class Worker:
                         f"(batch of {self.size}) after {attempt} attempt(s): {_first_line(exc)}"
                     )
                 if cause == "timeout":
-                    self.size = batch_size.split(self.size)
+                    self.size = batch_size.split(self.size, self.options.min_batch)
                 self._count_retry()
                 delay = min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (attempt - 1))
                 log.warning(
@@ -548,7 +599,13 @@ class Worker:
                 continue
             seconds = time.monotonic() - t0
             self.recent.append((span, seconds))
-            self.size = batch_size.next_batch_size(self.size, self.recent, self.options.target_seconds)
+            self.size = batch_size.next_batch_size(
+                self.size,
+                self.recent,
+                self.options.target_seconds,
+                self.options.min_batch,
+                self.options.max_batch,
+            )
             return done, rows, quarantined, seconds, attempt
 
     def _batch(self, slice_: dict) -> tuple[bool, int, int, int]:
@@ -702,6 +759,20 @@ def _copy_into_temp(conn: Connection, frame: pd.DataFrame, columns: dict[str, st
     cursor.copy_expert(
         f"COPY batch_result ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer
     )
+
+
+def retry_transient(step, attempts: int = MAX_ATTEMPTS, on_retry=None):
+    """Call ``step()``; on a transient database failure back off and call it again, up to ``attempts`` times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return step()
+        except DBAPIError as exc:
+            if _transient_cause(exc) is None or attempt == attempts:
+                raise
+            time.sleep(min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (attempt - 1)))
+            if on_retry:
+                on_retry()
+    return None
 
 
 def _transient_cause(exc: DBAPIError) -> str | None:

@@ -35,6 +35,7 @@ def run_with_progress(
     *,
     deadline: datetime | None = None,
     workers: int = 1,
+    batch_size: int | None = None,
     max_batches: int | None = None,
     console: Console | None = None,
 ) -> RunResult:
@@ -61,6 +62,8 @@ def run_with_progress(
             )
 
         options = RunOptions(deadline=deadline, workers=workers, on_progress=show, max_batches=max_batches)
+        if batch_size:
+            options.initial_batch = options.min_batch = options.max_batch = batch_size
         result = engine.run(env.url, name, options)
         if result.status == "finished":
             done = result.rows_done + result.rows_quarantined

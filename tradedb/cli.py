@@ -236,6 +236,7 @@ def parse_deadline(value: str | None) -> datetime | None:
 @click.option(
     "--workers", default=1, show_default=True, type=click.IntRange(1, 32), help="Parallel worker processes."
 )
+@click.option("--batch-size", type=click.IntRange(1), help="Pin the batch size (default: adaptive).")
 @click.option("--max-batches", type=int, hidden=True)
 def data_run(
     env_name: str,
@@ -243,6 +244,7 @@ def data_run(
     run_all: bool,
     deadline: str | None,
     workers: int,
+    batch_size: int | None,
     max_batches: int | None,
 ) -> None:
     """Run data migrations to completion with a live progress bar."""
@@ -263,6 +265,7 @@ def data_run(
             name,
             deadline=parse_deadline(deadline),
             workers=workers,
+            batch_size=batch_size,
             max_batches=max_batches,
             console=console,
         )
@@ -311,6 +314,22 @@ def data_resume(env_name: str, name: str) -> None:
 def data_cancel(env_name: str, name: str) -> None:
     """Cancel a data migration; runners stop after their current batch, checkpoints are kept."""
     _request(env_name, name, "cancelled")
+
+
+@data.command("revert")
+@env_option
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def data_revert(env_name: str, name: str, yes: bool) -> None:
+    """Undo a reversible data migration (range by range) and forget its state, so it can run again."""
+    from data_migrations import engine, get
+
+    env = _env(env_name)
+    migration = get(name)
+    if not yes:
+        click.confirm(f"revert {migration.name} on {env.name} ({env.safe_url})?", abort=True)
+    ranges = engine.revert(env.url, migration.name)
+    console.print(f"[green]✓[/] reverted {migration.name} on {env.name} in {ranges} range(s)")
 
 
 @data.command("quarantine")
