@@ -1,0 +1,267 @@
+"""Side-by-side benchmark of the data-migration engine: ``python -m bench [--rows N] [--json]``.
+
+On one seeded ``trades`` table (1M rows by default), each contender fills ``notional`` from the same starting
+state while a concurrent writer updates and inserts trades every few milliseconds, as the live app would. Each
+contender runs in its own process so its peak memory is its own. Then the CPU-heavy pandas migration (JSON parsing
+of events) runs with 1 and with 2 workers. Not part of the test suite: nothing here asserts a timing.
+
+The database is ``tradedb_bench`` on the embedded server, or ``TRADEDB_BENCH_URL``. It is wiped and reseeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import queue
+import random
+import statistics
+import threading
+import time
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+
+from bench.contenders import CONTENDERS, run_contender
+from tradedb import schema
+from tradedb.settings import Environment, normalise_url
+
+WRITER_INTERVAL_SECONDS = 0.005  # the app's write rate during the benchmark: one statement every 5 ms
+TARGETS = {  # from the issue: what "safer and as fast" means in numbers
+    "engine_sql_ratio_max": 1.05,
+    "engine_pandas_ratio_max": 2.0,
+    "naive_speedup_min": 10.0,
+    "writer_p99_ms_max": 50.0,
+    "writer_max_ms_max": 500.0,
+    "last_vs_first_tenth_max": 1.2,
+}
+
+
+def bench_environment() -> Environment:
+    if os.environ.get("TRADEDB_BENCH_URL"):
+        return Environment(
+            "bench", normalise_url(os.environ["TRADEDB_BENCH_URL"], "TRADEDB_BENCH_URL"), False
+        )
+    from tradedb.embedded import embedded_url
+
+    return Environment("bench", embedded_url("tradedb_bench"), True)
+
+
+def prepare(env: Environment, rows: int, console: Console) -> int:
+    """Seed ``rows`` rows at release 1.0 and upgrade to the expand revisions; returns max(trades.id)."""
+    from tradedb.sample_data import seed
+
+    started = time.perf_counter()
+    seed(env, rows=rows, reset=True)
+    schema.upgrade(env, "0012")
+    console.print(f"seeded {rows:,} rows and upgraded to 0012 in {time.perf_counter() - started:.1f}s")
+    with create_engine(env.url).connect() as conn:
+        return int(conn.scalar(text("SELECT max(id) FROM trades")))
+
+
+def reset_trades(url: URL, max_id: int) -> None:
+    """Put trades back to the starting state: writer rows gone, notional NULL, no bloat, engine state forgotten."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("DELETE FROM trades WHERE id > :m"), {"m": max_id})
+        conn.execute(text("UPDATE trades SET notional = NULL"))
+        conn.execute(text("VACUUM ANALYZE trades"))
+        conn.execute(
+            text(
+                "DELETE FROM tradedb_migrations.data_migration_state WHERE name = 'execution.backfill_trade_notional';"
+                "DELETE FROM tradedb_migrations.data_migration_slices WHERE name = 'execution.backfill_trade_notional';"
+                "DELETE FROM tradedb_migrations.data_migration_batches WHERE name = 'execution.backfill_trade_notional'"
+            )
+            if conn.scalar(text("SELECT to_regclass('tradedb_migrations.data_migration_state') IS NOT NULL"))
+            else text("SELECT 1")
+        )
+    engine.dispose()
+
+
+def reset_events(url: URL) -> None:
+    from data_migrations import state
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("UPDATE events SET payload = NULL, instrument_id = NULL"))
+        conn.execute(text("VACUUM ANALYZE events"))
+        state.reset(conn, "events.normalise_event_payload")
+    engine.dispose()
+
+
+class Writer(threading.Thread):
+    """The live app: updates a random trade's fee, then inserts a new trade, alternately; times each statement."""
+
+    def __init__(self, url: URL, max_id: int) -> None:
+        super().__init__(daemon=True)
+        self.engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        self.max_id = max_id
+        self.latencies_ms: list[float] = []
+        self.stop = threading.Event()
+        self.rng = random.Random(7)
+
+    def run(self) -> None:
+        with self.engine.connect() as conn:
+            order = conn.execute(text("SELECT id, account_id, instrument_id FROM orders LIMIT 1")).one()
+            while not self.stop.is_set():
+                t0 = time.perf_counter()
+                if len(self.latencies_ms) % 2 == 0:
+                    conn.execute(
+                        text("UPDATE trades SET fee = fee + 0.01 WHERE id = :id"),
+                        {"id": self.rng.randint(1, self.max_id)},
+                    )
+                else:
+                    conn.execute(
+                        text(
+                            "INSERT INTO trades (order_id, account_id, instrument_id, executed_at, quantity, price, "
+                            "fee, notional) VALUES (:o, :a, :i, now(), 10, 101.5, 0.1, 1015)"
+                        ),
+                        {"o": order.id, "a": order.account_id, "i": order.instrument_id},
+                    )
+                self.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                time.sleep(WRITER_INTERVAL_SECONDS)
+        self.engine.dispose()
+
+    def summary(self) -> dict:
+        lat = sorted(self.latencies_ms) or [0.0]
+        return {
+            "writer_ops": len(self.latencies_ms),
+            "writer_p50_ms": round(statistics.median(lat), 2),
+            "writer_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
+            "writer_max_ms": round(lat[-1], 2),
+        }
+
+
+def run_isolated(fn_name: str, url: URL, rows: int, workers: int = 1) -> dict:
+    """Run one contender in a fresh process and return what it measured."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=run_contender, args=(fn_name, url, rows, workers, out))
+    proc.start()
+    while True:
+        try:
+            result = out.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"contender {fn_name} died (exit code {proc.exitcode})") from None
+    proc.join()
+    return result
+
+
+def measure(env: Environment, rows: int, console: Console) -> dict:
+    max_id = prepare(env, rows, console)
+    contenders: dict[str, dict] = {}
+    for name in CONTENDERS:
+        reset_trades(env.url, max_id)
+        writer = Writer(env.url, max_id)
+        writer.start()
+        time.sleep(0.2)
+        with console.status(f"running {name}"):
+            measured = run_isolated(name, env.url, rows)
+        writer.stop.set()
+        writer.join()
+        measured.update(writer.summary())
+        measured["rows_per_s"] = round(rows / measured["seconds"], 1)
+        contenders[name] = measured
+        console.print(f"{name}: {measured['seconds']:.2f}s")
+    base = contenders["set_based"]["seconds"]
+    for measured in contenders.values():
+        measured["seconds"] = round(measured["seconds"], 3)
+        measured["ratio_to_set_based"] = round(measured["seconds"] / base, 3)
+        measured["peak_rss_mb"] = round(measured["peak_rss_mb"], 1)
+    workers = {}
+    for n in (1, 2):
+        reset_events(env.url)
+        with console.status(f"events migration with {n} worker(s)"):
+            workers[str(n)] = run_isolated("events", env.url, rows, workers=n)
+        workers[str(n)]["seconds"] = round(workers[str(n)]["seconds"], 3)
+    workers["speedup"] = round(workers["1"]["seconds"] / workers["2"]["seconds"], 2)
+    return {
+        "rows": rows,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "contenders": contenders,
+        "workers": workers,
+        "targets": check_targets(contenders),
+    }
+
+
+def check_targets(c: dict) -> dict:
+    t = TARGETS
+    engines = ("engine_sql", "engine_pandas")
+    return {
+        "engine_sql_ratio": c["engine_sql"]["ratio_to_set_based"] <= t["engine_sql_ratio_max"],
+        "engine_pandas_ratio": c["engine_pandas"]["ratio_to_set_based"] <= t["engine_pandas_ratio_max"],
+        "naive_10x_slower": c["naive_loop"]["seconds"] >= t["naive_speedup_min"] * c["engine_sql"]["seconds"],
+        "writer_p99": all(c[e]["writer_p99_ms"] <= t["writer_p99_ms_max"] for e in engines),
+        "writer_max": all(c[e]["writer_max_ms"] <= t["writer_max_ms_max"] for e in engines),
+        "no_slowdown": all(
+            (c[e]["last_vs_first_tenth"] or 1.0) <= t["last_vs_first_tenth_max"] for e in engines
+        ),
+    }
+
+
+def render(report: dict, console: Console) -> None:
+    table = Table(
+        title=f"backfill of {report['rows']:,} trades (concurrent writer every 5 ms)", title_justify="left"
+    )
+    columns = (
+        "contender",
+        "seconds",
+        "rows/s",
+        "x set-based",
+        "writer p50 ms",
+        "writer p99 ms",
+        "writer max ms",
+        "last/first tenth",
+        "batches",
+        "peak RSS MB",
+    )
+    for column in columns:
+        table.add_column(column, justify="right" if column != "contender" else "left")
+    for name, m in report["contenders"].items():
+        table.add_row(
+            name,
+            f"{m['seconds']:.2f}",
+            f"{m['rows_per_s']:,.0f}",
+            f"{m['ratio_to_set_based']:.2f}",
+            f"{m['writer_p50_ms']:.1f}",
+            f"{m['writer_p99_ms']:.1f}",
+            f"{m['writer_max_ms']:.0f}",
+            "-" if m["last_vs_first_tenth"] is None else f"{m['last_vs_first_tenth']:.2f}",
+            str(m["batches"]),
+            f"{m['peak_rss_mb']:.0f}",
+        )
+    console.print(table)
+    w = report["workers"]
+    console.print(
+        f"events.normalise_event_payload (pandas, CPU-bound): 1 worker {w['1']['seconds']:.2f}s, "
+        f"2 workers {w['2']['seconds']:.2f}s, speedup {w['speedup']:.2f}x on {report['cpus']} CPUs"
+    )
+    console.print(
+        "targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in report["targets"].items())
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows in the big tables (default 1,000,000)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args()
+    console = Console(stderr=args.json, width=160)
+    report = measure(bench_environment(), args.rows, console)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        render(report, console)
+
+
+if __name__ == "__main__":
+    main()
