@@ -361,23 +361,19 @@ def data_quarantine(env_name: str, name: str, limit: int, as_json: bool) -> None
 
 @cli.command()
 @env_option
-@click.option(
-    "--deadline", help="Data migrations stop cleanly before this time (ISO) or after this long (30m)."
-)
-def deploy(env_name: str, deadline: str | None) -> None:
-    """Migrate the environment: schema upgrades, data migrations before the contracts that need them, checks."""
-    from tradedb.pipeline import deploy as run_deploy
+def deploy(env_name: str) -> None:
+    """Run the Dagster job deploy_<env> (the one the UI launches): schema, data migrations, checks."""
+    from tradedb.deploy_report import run_deploy_job
 
-    summary = run_deploy(_env(env_name), deadline=parse_deadline(deadline), console=console)
-    if not summary.ok:
+    if not run_deploy_job(_env(env_name), console):
         sys.exit(1)
 
 
 @cli.command()
 @click.option("--rows", default=20_000, show_default=True, type=click.IntRange(min=1))
 def demo(rows: int) -> None:
-    """Seed the dev database at release 1.0 (wiping it) and deploy it to head, with progress."""
-    from tradedb.pipeline import deploy as run_deploy
+    """Seed the dev database at release 1.0 (wiping it), then run the deploy_dev job, with progress."""
+    from tradedb.deploy_report import run_deploy_job
     from tradedb.sample_data import seed as run_seed
 
     env = _env("dev")
@@ -386,8 +382,7 @@ def demo(rows: int) -> None:
     console.print(
         f"[green]✓[/] seeded {env.name} ({env.safe_url}) with {sum(counts.values())} rows at release 1.0"
     )
-    summary = run_deploy(env, console=console)
-    if not summary.ok:
+    if not run_deploy_job(env, console):
         sys.exit(1)
 
 

@@ -7,6 +7,7 @@ orchestration agree. Plain ``alembic`` commands read the same ``alembic.ini`` an
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,26 @@ def describe_diff(diff: Any) -> str:
         _, _, table, column, _, was, now = diff
         return f"column {table}.{column}: default differs (database {was!r}, models {now!r})"
     return repr(diff)
+
+
+@cache
+def render_sql(revision: str) -> str:
+    """The SQL of one revision alone (offline, ``alembic upgrade prev:rev --sql``), for review and linting.
+
+    Rendering the revision on its own keeps tables created earlier in the history from reading as new ones.
+    """
+    import io
+
+    info = next(r for r in revisions() if r.revision == revision)
+    buffer = io.StringIO()
+    cfg = alembic_config()
+    cfg.output_buffer = buffer
+    command.upgrade(cfg, f"{info.down_revision or 'base'}:{revision}", sql=True)
+    return buffer.getvalue()
+
+
+def database_size(conn: Connection) -> int:
+    """Bytes on disk of the current database (for before/after metadata)."""
+    from sqlalchemy import text
+
+    return int(conn.scalar(text("SELECT pg_database_size(current_database())")))

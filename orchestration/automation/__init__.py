@@ -1,0 +1,1 @@
+"""Automation area: jobs (and, later, schedules and sensors)."""

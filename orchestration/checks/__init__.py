@@ -1,0 +1,1 @@
+"""Checks area: integrity checks as asset checks."""

@@ -1,0 +1,114 @@
+"""Integrity checks as Dagster asset checks, with a sample of offending rows in their metadata.
+
+Per data migration (blocking, so a failing check stops the contract revision that depends on it): nothing left
+unmigrated, quarantine reconciled, the declared invariants, row counts preserved. On each environment's head
+revision: the schema matches the models (no drift) and no foreign key points at nothing.
+"""
+
+import dagster as dg
+
+import data_migrations
+from data_migrations import checks as core_checks
+from data_migrations.base import DataMigration
+from orchestration.environments import ENVIRONMENTS, data_key, revision_key
+from tradedb import schema
+from tradedb.db import connect_checked
+from tradedb.settings import resolve_environment
+
+
+def as_result(results: list[core_checks.CheckResult]) -> dg.AssetCheckResult:
+    """Fold core check results into one Dagster result (all must pass)."""
+    failing = [r for r in results if not r.passed]
+    return dg.AssetCheckResult(
+        passed=not failing,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "violations": sum(r.violations for r in results),
+            "checked": ", ".join(r.name for r in results if not r.skipped) or "-",
+            "skipped": "; ".join(f"{r.name}: {r.skipped}" for r in results if r.skipped) or "-",
+            "sample": dg.MetadataValue.json([{"check": r.name, "rows": r.sample} for r in failing][:5]),
+        },
+    )
+
+
+def data_checks(env_name: str, m: DataMigration) -> list[dg.AssetChecksDefinition]:
+    key = data_key(env_name, m)
+
+    def evaluate(fn) -> dg.AssetCheckResult:
+        with connect_checked(resolve_environment(env_name)) as conn:
+            out = fn(conn)
+        return as_result(out if isinstance(out, list) else [out])
+
+    @dg.asset_check(asset=key, name="complete", blocking=True, description="done + quarantined = source rows")
+    def complete() -> dg.AssetCheckResult:
+        return evaluate(lambda conn: core_checks.completeness(conn, m))
+
+    @dg.asset_check(
+        asset=key,
+        name="quarantine_reconciled",
+        blocking=True,
+        description="every quarantined row has a reason and its original, and matches the run's tally",
+    )
+    def quarantine() -> dg.AssetCheckResult:
+        return evaluate(lambda conn: core_checks.quarantine_reconciled(conn, m))
+
+    @dg.asset_check(
+        asset=key, name="invariants", blocking=True, description="the migration's declared invariants"
+    )
+    def invariants() -> dg.AssetCheckResult:
+        return evaluate(lambda conn: core_checks.invariant_results(conn, m))
+
+    @dg.asset_check(
+        asset=key,
+        name="row_count_preserved",
+        blocking=True,
+        description="the migrated table has no fewer rows than before the run",
+    )
+    def row_count(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(key)
+        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        if "table_rows_before" not in meta:
+            return dg.AssetCheckResult(passed=True, metadata={"note": "no materialisation recorded yet"})
+        before, after = meta["table_rows_before"].value, meta["table_rows_after"].value
+        return dg.AssetCheckResult(
+            passed=after >= before, metadata={"rows_before": before, "rows_after": after}
+        )
+
+    return [complete, quarantine, invariants, row_count]
+
+
+def head_checks(env_name: str) -> list[dg.AssetChecksDefinition]:
+    head = schema.revisions()[-1]
+    key = revision_key(env_name, head)
+
+    @dg.asset_check(
+        asset=key, name="schema_matches_models", description="no drift between models and database"
+    )
+    def no_drift() -> dg.AssetCheckResult:
+        lines = schema.drift(resolve_environment(env_name))
+        return dg.AssetCheckResult(
+            passed=not lines,
+            metadata={
+                "differences": len(lines),
+                "diff": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
+            },
+        )
+
+    @dg.asset_check(asset=key, name="no_foreign_key_orphans", description="every foreign key points at a row")
+    def no_orphans() -> dg.AssetCheckResult:
+        with connect_checked(resolve_environment(env_name)) as conn:
+            return as_result([core_checks.foreign_key_orphans(conn)])
+
+    return [no_drift, no_orphans]
+
+
+def build() -> list[dg.AssetChecksDefinition]:
+    out: list[dg.AssetChecksDefinition] = []
+    for env_name in ENVIRONMENTS:
+        out += head_checks(env_name)
+        for m in data_migrations.registry().values():
+            out += data_checks(env_name, m)
+    return out
+
+
+defs = dg.Definitions(asset_checks=build())

@@ -1,0 +1,1 @@
+"""Data area: one asset per data migration, per environment."""

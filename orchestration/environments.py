@@ -1,0 +1,29 @@
+"""Which environment an asset belongs to, and the asset keys of the graph.
+
+Environments are kept apart by an asset-key prefix (``dev/...``, ``staging/...``, ``production/...``) rather than
+a partition: each environment's graph is its own set of assets with its own materialisation history, so
+materialising staging can never make production look migrated, a job is simply "everything under one prefix",
+and the UI's lineage view shows one environment at a time. A partition would share asset definitions and
+staleness across environments and make "is production at head?" a per-partition question on every asset.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from data_migrations.base import DataMigration
+from tradedb.schema import RevisionInfo
+from tradedb.settings import ENVIRONMENTS
+
+__all__ = ["ENVIRONMENTS", "revision_key", "data_key", "SCHEMA_POOL"]
+
+SCHEMA_POOL = "tradedb_schema"
+"""Dagster pool for schema and data steps: limited to 1 in dagster.yaml, one migration step at a time."""
+
+
+def revision_key(env: str, info: RevisionInfo) -> dg.AssetKey:
+    return dg.AssetKey([env, info.feature, f"rev_{info.revision}"])
+
+
+def data_key(env: str, migration: DataMigration) -> dg.AssetKey:
+    return dg.AssetKey([env, migration.feature, migration.name.split(".", 1)[1]])

@@ -1,0 +1,1 @@
+"""Schema area: one asset per Alembic revision, per environment."""

@@ -1,0 +1,44 @@
+"""Run an environment's deploy job through Dagster from the terminal and print what happened.
+
+The CLI side of ``tradedb deploy``: Dagster's own log lines (including the engine's progress) stream to the
+terminal while the job runs; then a table of every asset step and check.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from tradedb.settings import Environment
+
+
+def run_deploy_job(env: Environment, console: Console) -> bool:
+    """Run ``deploy_<env>`` on the persistent instance; print a summary; True when it succeeded."""
+    from orchestration.run import ensure_dagster_home, run_job
+
+    home = ensure_dagster_home()
+    console.print(
+        f"[bold]deploy {env.name}[/] ({env.safe_url}) through Dagster job deploy_{env.name} (DAGSTER_HOME={home})"
+    )
+    summary = run_job(f"deploy_{env.name}", tags={"launched_by": "tradedb-cli"})
+    table = Table(title=f"run {summary.run_id}", title_justify="left")
+    for column in ("step", "outcome", "figures"):
+        table.add_column(column, overflow="fold")
+    for asset, outcome, meta in summary.steps:
+        figures = ", ".join(
+            f"{k}={meta[k]}"
+            for k in ("duration_s", "rows_done", "rows_quarantined", "batches", "rows_per_s", "seconds")
+            if k in meta
+        )
+        table.add_row(asset, outcome, figures)
+    console.print(table)
+    failed = [name for name, passed in summary.checks if not passed]
+    console.print(
+        f"checks: {len(summary.checks) - len(failed)} passed, {len(failed)} failed"
+        + (f": {', '.join(failed)}" if failed else "")
+    )
+    if summary.success:
+        console.print(f"[green]deploy {env.name} succeeded[/]; see it with `dagster dev -w workspace.yaml`")
+    else:
+        console.print(f"[red]deploy {env.name} failed[/]: {summary.failure}")
+    return summary.success
