@@ -6,7 +6,9 @@ what is wrong, not just that something is.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from sqlalchemy import Connection, text
 
@@ -29,10 +31,14 @@ class CheckResult:
     skipped: str | None = None
 
 
+def _plain(value):
+    return float(value) if isinstance(value, Decimal) else str(value)
+
+
 def _sample(conn: Connection, sql: str) -> tuple[int, list[dict]]:
     count = conn.scalar(text(f"SELECT count(*) FROM ({sql}) v"))
     rows = [dict(r) for r in conn.execute(text(f"SELECT * FROM ({sql}) v LIMIT {SAMPLE_ROWS}")).mappings()]
-    return int(count), rows
+    return int(count), json.loads(json.dumps(rows, default=_plain))  # numbers stay numbers, the rest text
 
 
 def invariant_results(conn: Connection, m: DataMigration) -> list[CheckResult]:

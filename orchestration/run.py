@@ -7,6 +7,7 @@ in the same ``DAGSTER_HOME`` (git-ignored ``.dagster_home`` by default) and visi
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +19,16 @@ DAGSTER_YAML = """\
 concurrency:
   pools:
     default_limit: 1
+# The daemon (dagster dev) fails runs whose process died and frees their pool slots.
+run_monitoring:
+  enabled: true
+  free_slots_after_run_end_seconds: 0
 telemetry:
   enabled: false
 """
+
+PID_TAG = "tradedb/pid"
+HOST_TAG = "tradedb/host"
 
 
 def ensure_dagster_home() -> Path:
@@ -51,10 +59,11 @@ def run_job(job_name: str, *, tags: dict[str, str] | None = None) -> JobSummary:
 
     job = defs.resolve_job_def(job_name)
     with dg.DagsterInstance.get() as instance:
+        reclaim_dead_cli_runs(instance)
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
-            tags=tags or {},
+            tags={**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
     summary = JobSummary(result.run_id, result.success)
@@ -67,10 +76,52 @@ def run_job(job_name: str, *, tags: dict[str, str] | None = None) -> JobSummary:
         summary.checks.append(
             (f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}", evaluation.passed)
         )
-    failures = [e for e in result.all_events if e.is_step_failure]
-    if failures:
-        data = failures[0].step_failure_data
-        summary.failure = (
-            f"{failures[0].step_key}: {data.error.message.strip() if data and data.error else 'failed'}"
-        )
+    if not result.success:
+        summary.failure = first_error(result.all_events)
     return summary
+
+
+def reclaim_dead_cli_runs(instance) -> list[str]:
+    """Fail CLI runs of this host whose process is gone and free their pool slots.
+
+    A run killed mid-step (SIGKILL, a lost terminal) keeps its slot in the size-1 pool forever, and the next run
+    would wait for it without end. Runs launched from the UI are the daemon's job (``run_monitoring``).
+    """
+    import dagster as dg
+
+    reclaimed = []
+    running = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
+    for run in instance.get_runs(running):
+        if run.tags.get(HOST_TAG) != socket.gethostname() or not run.tags.get(PID_TAG, "").isdigit():
+            continue
+        if _alive(int(run.tags[PID_TAG])):
+            continue
+        instance.report_run_failed(run, "the process running it died; checkpoints are kept for the next run")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        reclaimed.append(run.run_id)
+    return reclaimed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def first_error(events) -> str:
+    """The first error a run recorded, as the operator's one line (step failures carry our Failure message)."""
+    for event in events:
+        if event.is_step_failure and event.step_failure_data:
+            data = event.step_failure_data
+            message = data.user_failure_data.description if data.user_failure_data else None
+            message = message or (data.error.message.strip().splitlines()[-1] if data.error else "failed")
+            return f"{event.step_key}: {message}"
+    for event in events:
+        error = getattr(event.event_specific_data, "error", None)
+        if error is not None:
+            return error.message.strip().splitlines()[-1]
+    return "the run failed (see the Dagster event log)"
