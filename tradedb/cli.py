@@ -281,39 +281,34 @@ def data_run(
         sys.exit(3)
 
 
-def _request(env_name: str, name: str, to: str) -> None:
-    from data_migrations import get, state
-    from tradedb.db import connect_checked
-
-    env = _env(env_name)
-    migration = get(name)
-    with connect_checked(env) as conn:
-        before = state.request(conn, migration.name, to)
-    console.print(f"{migration.name}: {before} -> {to}")
-
-
-@data.command("pause")
-@env_option
-@click.argument("name")
-def data_pause(env_name: str, name: str) -> None:
-    """Pause a running data migration (its runners wait after their current batch)."""
-    _request(env_name, name, "paused")
+OPERATOR_REQUESTS = {  # verb -> (status it requests, help)
+    "pause": ("paused", "Pause a running data migration (its runners wait after their current batch)."),
+    "resume": ("running", "Resume a paused data migration."),
+    "cancel": (
+        "cancelled",
+        "Cancel a data migration; runners stop after their current batch, checkpoints are kept.",
+    ),
+}
 
 
-@data.command("resume")
-@env_option
-@click.argument("name")
-def data_resume(env_name: str, name: str) -> None:
-    """Resume a paused data migration."""
-    _request(env_name, name, "running")
+def _operator_request(verb: str, to: str, help_text: str) -> None:
+    """Register ``tradedb data <verb> NAME``: write the requested status for the runners to see."""
+
+    @data.command(verb, help=help_text)
+    @env_option
+    @click.argument("name")
+    def command(env_name: str, name: str) -> None:
+        from data_migrations import get, state
+        from tradedb.db import connect_checked
+
+        migration = get(name)
+        with connect_checked(_env(env_name)) as conn:
+            before = state.request(conn, migration.name, to)
+        console.print(f"{migration.name}: {before} -> {to}")
 
 
-@data.command("cancel")
-@env_option
-@click.argument("name")
-def data_cancel(env_name: str, name: str) -> None:
-    """Cancel a data migration; runners stop after their current batch, checkpoints are kept."""
-    _request(env_name, name, "cancelled")
+for _verb, (_to, _help) in OPERATOR_REQUESTS.items():
+    _operator_request(_verb, _to, _help)
 
 
 @data.command("revert")
