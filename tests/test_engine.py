@@ -65,14 +65,17 @@ def ranges_never_overlap(env, name: str) -> list[tuple[int, int]]:
 
 
 def test_batch_size_moves_towards_the_target_within_bounds():
-    assert batch_size.next_batch_size(1_000, []) == 1_000
-    assert batch_size.next_batch_size(1_000, [(1_000, 0.5)]) == 1_000  # on target: keep
-    grown = batch_size.next_batch_size(1_000, [(1_000, 0.1)])
-    assert grown == int(1_000 * batch_size.MAX_GROWTH)  # far too fast: grow, capped
-    assert batch_size.next_batch_size(1_000, [(1_000, 5.0)]) == 500  # far too slow: at most halve
-    assert batch_size.next_batch_size(1_000, [(1_000, 0.7)]) == 714  # towards 0.5 s
-    assert batch_size.next_batch_size(batch_size.MAX_BATCH, [(50_000, 0.01)]) == batch_size.MAX_BATCH
-    assert batch_size.next_batch_size(batch_size.MIN_BATCH, [(100, 60)]) == batch_size.MIN_BATCH
+    def size(current, recent):
+        return batch_size.next_batch_size(current, recent, target=0.5)
+
+    assert size(1_000, []) == 1_000
+    assert size(1_000, [(1_000, 0.5)]) == 1_000  # on target: keep
+    assert size(1_000, [(1_000, 0.1)]) == int(1_000 * batch_size.MAX_GROWTH)  # far too fast: grow, capped
+    assert size(1_000, [(1_000, 5.0)]) == 500  # far too slow: at most halve
+    assert size(1_000, [(1_000, 0.7)]) == 714  # towards 0.5 s
+    assert size(batch_size.MAX_BATCH, [(50_000, 0.01)]) == batch_size.MAX_BATCH
+    assert size(batch_size.MIN_BATCH, [(100, 60)]) == batch_size.MIN_BATCH
+    assert batch_size.next_batch_size(1_000, [(1_000, 0.1)], target=0.5, maximum=1_100) == 1_100
     assert batch_size.split(1_000) == 500 and batch_size.split(150) == batch_size.MIN_BATCH
 
 
