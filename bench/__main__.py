@@ -153,10 +153,10 @@ def run_isolated(fn_name: str, url: URL, rows: int, workers: int = 1) -> dict:
     return result
 
 
-def measure(env: Environment, rows: int, console: Console) -> dict:
+def measure(env: Environment, rows: int, console: Console, only: list[str] | None = None) -> dict:
     max_id = prepare(env, rows, console)
     contenders: dict[str, dict] = {}
-    for name in CONTENDERS:
+    for name in only or list(CONTENDERS):
         reset_trades(env.url, max_id)
         writer = Writer(env.url, max_id)
         writer.start()
@@ -169,11 +169,13 @@ def measure(env: Environment, rows: int, console: Console) -> dict:
         measured["rows_per_s"] = round(rows / measured["seconds"], 1)
         contenders[name] = measured
         console.print(f"{name}: {measured['seconds']:.2f}s")
-    base = contenders["set_based"]["seconds"]
+    base = contenders.get("set_based", {}).get("seconds")
     for measured in contenders.values():
         measured["seconds"] = round(measured["seconds"], 3)
-        measured["ratio_to_set_based"] = round(measured["seconds"] / base, 3)
+        measured["ratio_to_set_based"] = round(measured["seconds"] / base, 3) if base else None
         measured["peak_rss_mb"] = round(measured["peak_rss_mb"], 1)
+    if only:  # a partial run (e.g. memory at 5M rows): no worker comparison, no targets
+        return {"rows": rows, "contenders": contenders}
     workers = {}
     for n in (1, 2):
         reset_events(env.url)
@@ -254,10 +256,11 @@ def main() -> None:
         "--rows", type=int, default=1_000_000, help="rows in the big tables (default 1,000,000)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--only", nargs="+", choices=list(CONTENDERS), help="run only these contenders")
     args = parser.parse_args()
     console = Console(stderr=args.json, width=160)
-    report = measure(bench_environment(), args.rows, console)
-    if args.json:
+    report = measure(bench_environment(), args.rows, console, args.only)
+    if args.json or args.only:
         print(json.dumps(report, indent=2))
     else:
         render(report, console)

@@ -43,12 +43,16 @@ def autovacuum_running(conn: Connection, table: str) -> str | None:
 
 
 def lock_waits(conn: Connection, table: str) -> str | None:
+    """Another session (not ours) has waited on a lock while touching the table (row locks wait on a transaction
+    id, not on the relation, so look for waiting sessions that hold any lock on the table)."""
     row = conn.execute(
         text(
             """SELECT a.pid, extract(epoch FROM now() - a.query_start) AS waited
-               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid JOIN pg_class c ON c.oid = l.relation
-               WHERE NOT l.granted AND c.relname = :t AND a.application_name NOT LIKE 'tradedb-data%'
+               FROM pg_stat_activity a
+               WHERE a.wait_event_type = 'Lock' AND a.application_name NOT LIKE 'tradedb-data%'
                  AND now() - a.query_start > make_interval(secs => :s)
+                 AND EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                             WHERE l.pid = a.pid AND c.relname = :t)
                ORDER BY waited DESC LIMIT 1"""
         ),
         {"t": table, "s": LOCK_WAIT_SECONDS},

@@ -289,6 +289,46 @@ def test_conflicting_lock_times_out_retries_then_fails_clearly_and_resumes(env):
     assert scalar(env, "SELECT count(*) FROM trades WHERE notional IS NULL") == 0
 
 
+def test_statement_timeouts_split_the_batch_then_fail_clearly(env):
+    seeded(env, rows=2_000, to="0008")
+    options = RunOptions(
+        statement_timeout_ms=1, max_attempts=3, initial_batch=1_000, min_batch=100, throttle=False
+    )
+    with pytest.raises(DataMigrationFailed) as failure:
+        engine.run(env.url, "execution.backfill_trade_notional", options)
+    assert "batch of 250" in str(failure.value)  # 1000 -> 500 -> 250 as the timeouts repeat
+    assert "statement timeout" in str(failure.value)
+    assert scalar(env, "SELECT count(*) FROM trades WHERE notional IS NOT NULL") == 0
+
+
+def test_lock_waits_of_the_app_make_the_engine_back_off(env):
+    from data_migrations.health import throttle_reasons
+
+    seeded(env, rows=200, to="0008")
+    holder = create_engine(env.url).connect()
+    holder.execute(text("SELECT * FROM trades WHERE id = 1 FOR UPDATE"))
+    waiter_engine = create_engine(env.url, connect_args={"application_name": "trading-app"})
+
+    def app_write():
+        with waiter_engine.begin() as conn:
+            conn.execute(text("UPDATE trades SET fee = fee + 1 WHERE id = 1"))
+
+    waiter = threading.Thread(target=app_write)
+    waiter.start()
+    try:
+        time.sleep(1.5)
+        with create_engine(env.url).connect() as conn:
+            reasons = throttle_reasons(conn, "trades")
+        assert any("waited" in r and "trades" in r for r in reasons), reasons
+    finally:
+        holder.rollback()
+        holder.close()
+        waiter.join()
+        waiter_engine.dispose()
+    with create_engine(env.url).connect() as conn:
+        assert throttle_reasons(conn, "trades") == []
+
+
 def test_second_run_of_the_same_migration_is_refused(env):
     at_events_expand(env, rows=300)
     from data_migrations.engine import DATA_LOCK_CLASS

@@ -381,6 +381,23 @@ def demo(rows: int) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--port", default=3000, show_default=True)
+def ui(port: int) -> None:
+    """Start `dagster dev -w workspace.yaml` on the persistent instance (.dagster_home), where CLI runs show too."""
+    import os
+    import shutil
+
+    from orchestration.run import ensure_dagster_home
+    from tradedb.settings import project_root
+
+    home = ensure_dagster_home()
+    console.print(f"DAGSTER_HOME={home}; Dagster UI on http://127.0.0.1:{port}")
+    os.chdir(project_root())
+    dagster = shutil.which("dagster") or "dagster"
+    os.execvp(dagster, [dagster, "dev", "-w", "workspace.yaml", "-p", str(port)])
+
+
 def main() -> None:
     """Console-script entry point: one clear line for every error the operator can fix."""
     try:
