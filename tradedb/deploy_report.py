@@ -38,7 +38,7 @@ def run_deploy_job(env: Environment, console: Console) -> bool:
         + (f": {', '.join(failed)}" if failed else "")
     )
     if summary.success:
-        console.print(f"[green]deploy {env.name} succeeded[/]; see it with `dagster dev -w workspace.yaml`")
+        console.print(f"[green]deploy {env.name} succeeded[/]; see it with `tradedb ui`")
     else:
         console.print(f"[red]deploy {env.name} failed[/]: {summary.failure}")
     return summary.success
