@@ -575,7 +575,7 @@ class Worker:
             attempt += 1
             t0 = time.monotonic()
             try:
-                done, rows, quarantined, span = self._batch(slice_)
+                done, rows, quarantined, span = self._batch(slice_, attempt, t0)
             except BadRow as exc:
                 self._fail(str(exc))
             except DBAPIError as exc:
@@ -610,7 +610,8 @@ class Worker:
             )
             return done, rows, quarantined, seconds, attempt
 
-    def _batch(self, slice_: dict) -> tuple[bool, int, int, int]:
+    def _batch(self, slice_: dict, attempt: int, started: float) -> tuple[bool, int, int, int]:
+        """One batch in one transaction: step, quarantine, checkpoint and history commit together."""
         m = self.m
         with self.engine.begin() as conn:
             conn.execute(text(f"SET LOCAL lock_timeout = {int(self.options.lock_timeout_ms)}"))
@@ -662,9 +663,18 @@ class Worker:
             conn.execute(
                 text(
                     f"""INSERT INTO {S}.data_migration_batches (name, worker, lo, hi, rows, quarantined, attempts, seconds)
-                        VALUES (:n, :w, :lo, :hi, :rows, :q, 1, 0)"""
+                        VALUES (:n, :w, :lo, :hi, :rows, :q, :attempts, :secs)"""
                 ),
-                {"n": m.name, "w": self.worker_id, "lo": lo, "hi": hi, "rows": rows, "q": quarantined},
+                {
+                    "n": m.name,
+                    "w": self.worker_id,
+                    "lo": lo,
+                    "hi": hi,
+                    "rows": rows,
+                    "q": quarantined,
+                    "attempts": attempt,
+                    "secs": time.monotonic() - started,  # up to the commit that follows
+                },
             )
         return done, rows, quarantined, max(hi - lo, 1) if upper is None else min(self.size, hi - lo)
 
