@@ -26,10 +26,14 @@ class SqlStep:
 
     ``update_sql`` transforms the good rows of ``(:lo, :hi]``; ``reject_sql`` (optional) selects ``key, reason``
     for rows of the same range that cannot be transformed. ``update_sql`` must leave those rows alone.
+    ``rowcount_is_rows``: the statement's rowcount is the number of source rows it migrated (an UPDATE of the walked
+    table). Set it False when the statement writes elsewhere (an INSERT into another table): the engine then counts
+    the range's pending rows itself, which costs one more read per batch.
     """
 
     update_sql: str
     reject_sql: str | None = None
+    rowcount_is_rows: bool = True
 
 
 @dataclass(frozen=True)

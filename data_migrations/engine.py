@@ -636,13 +636,16 @@ class Worker:
             )
             hi = row.hi if upper is None else upper
             params = {"lo": lo, "hi": hi}
-            needing = conn.scalar(
-                text(
-                    pending_rows_sql(m, with_quarantine=True) + f" AND t.{m.key} > :lo AND t.{m.key} <= :hi"
-                ),
-                params,
-            )
-            quarantined = self._apply_step(conn, params)
+            needing = None
+            if isinstance(m.step, SqlStep) and not m.step.rowcount_is_rows:
+                needing = conn.scalar(
+                    text(
+                        pending_rows_sql(m, with_quarantine=True)
+                        + f" AND t.{m.key} > :lo AND t.{m.key} <= :hi"
+                    ),
+                    params,
+                )
+            written, quarantined = self._apply_step(conn, params)
             done = hi >= row.hi
             conn.execute(
                 text(
@@ -651,7 +654,7 @@ class Worker:
                 ),
                 {"hi": hi, "done": done, "n": m.name, "no": slice_["slice_no"]},
             )
-            rows = max(int(needing) - quarantined, 0)
+            rows = written if needing is None else max(int(needing) - quarantined, 0)
             conn.execute(
                 text(
                     f"""UPDATE {S}.data_migration_state SET rows_done = rows_done + :rows,
@@ -678,16 +681,16 @@ class Worker:
             )
         return done, rows, quarantined, max(hi - lo, 1) if upper is None else min(self.size, hi - lo)
 
-    def _apply_step(self, conn: Connection, params: dict) -> int:
-        """Run the declared step over ``(lo, hi]``; return how many rows went to quarantine."""
+    def _apply_step(self, conn: Connection, params: dict) -> tuple[int, int]:
+        """Run the declared step over ``(lo, hi]``; return (rows migrated, rows sent to quarantine)."""
         step = self.m.step
         if isinstance(step, SqlStep):
             rejected = []
             if step.reject_sql:
                 rejected = [(r.key, r.reason) for r in conn.execute(text(step.reject_sql), params)]
             q = self._quarantine(conn, rejected)
-            conn.execute(text(step.update_sql), params)
-            return q
+            written = conn.execute(text(step.update_sql), params).rowcount
+            return written, q
         assert isinstance(step, PandasStep)
         batch = pd.read_sql(text(step.read_sql), conn, params=params)
         out = step.transform(batch)
@@ -695,7 +698,7 @@ class Worker:
         if len(out.rows):
             _copy_into_temp(conn, out.rows, step.result_columns)
             conn.execute(text(step.write_sql))
-        return q
+        return len(out.rows), q
 
     def _quarantine(self, conn: Connection, rejected: list[tuple]) -> int:
         if not rejected:

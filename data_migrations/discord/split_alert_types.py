@@ -32,6 +32,7 @@ migration = DataMigration(
             WHERE a.id > :lo AND a.id <= :hi AND btrim(coalesce(a.alert_types, '')) <> ''
               AND NOT ({TOKENS} <@ {KNOWN}::text[])
         """,
+        rowcount_is_rows=False,  # one subscription becomes several type rows
     ),
     revert_sql="DELETE FROM alert_subscription_types WHERE subscription_id > :lo AND subscription_id <= :hi",
     invariants=(
