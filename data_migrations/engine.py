@@ -692,7 +692,9 @@ class Worker:
             written = conn.execute(text(step.update_sql), params).rowcount
             return written, q
         assert isinstance(step, PandasStep)
-        batch = pd.read_sql(text(step.read_sql), conn, params=params)
+        # not pd.read_sql: it wraps driver errors in pandas' DatabaseError, hiding a dropped connection from the retry
+        rows = conn.execute(text(step.read_sql), params)
+        batch = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
         out = step.transform(batch)
         q = self._quarantine(conn, list(zip(out.rejected["key"], out.rejected["reason"], strict=True)))
         if len(out.rows):

@@ -244,7 +244,7 @@ def test_terminated_connection_mid_batch_is_retried(env):
                 pid = conn.scalar(
                     text(
                         "SELECT pid FROM pg_stat_activity WHERE application_name = 'tradedb-data' "
-                        "AND datname = current_database() AND query NOT ILIKE '%advisory%' "
+                        "AND datname = current_database() AND query ILIKE '%FROM events%' "  # inside a batch
                         "AND state IN ('active', 'idle in transaction') "
                         "AND pid <> pg_backend_pid() LIMIT 1"
                     )
