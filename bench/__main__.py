@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL
 
 from bench.contenders import CONTENDERS, run_contender
 from tradedb import schema
+from tradedb.schema import has_state_table
 from tradedb.settings import Environment, normalise_url
 
 WRITER_INTERVAL_SECONDS = 0.005  # the app's write rate during the benchmark: one statement every 5 ms
@@ -76,7 +77,7 @@ def reset_trades(url: URL, max_id: int) -> None:
                 "DELETE FROM tradedb_migrations.data_migration_slices WHERE name = 'execution.backfill_trade_notional';"
                 "DELETE FROM tradedb_migrations.data_migration_batches WHERE name = 'execution.backfill_trade_notional'"
             )
-            if conn.scalar(text("SELECT to_regclass('tradedb_migrations.data_migration_state') IS NOT NULL"))
+            if has_state_table(conn, "data_migration_state")
             else text("SELECT 1")
         )
     engine.dispose()

@@ -17,6 +17,7 @@ from data_migrations.base import DataMigration
 from data_migrations.engine import check_schema_position
 from tradedb.errors import TradeDBError
 from tradedb.guards import count_pending
+from tradedb.schema import has_state_table
 
 SAMPLE_ROWS = 5
 
@@ -78,7 +79,7 @@ def quarantine_reconciled(conn: Connection, m: DataMigration) -> CheckResult:
     """Every quarantined row still exists and carries a reason; the count matches the run's tally."""
     from tradedb.schema import STATE_SCHEMA as S
 
-    if not conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{S}.quarantine"}):
+    if not has_state_table(conn, "quarantine"):
         return CheckResult(f"{m.name}:quarantine", True, "quarantine reconciled", skipped="no state yet")
     sql = f"""SELECT q.row_key, q.reason FROM {S}.quarantine q
               WHERE q.migration = '{m.name}' AND (coalesce(q.reason, '') = '' OR q.row_data IS NULL

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, text
 
 from tradedb.errors import TradeDBError
-from tradedb.schema import STATE_SCHEMA
+from tradedb.schema import STATE_SCHEMA, has_state_table
 
 S = STATE_SCHEMA
 
@@ -129,7 +129,7 @@ def transition(conn: Connection, name: str, to: str, *, error: str | None = None
 
 def reset(conn: Connection, name: str) -> None:
     """Forget everything about ``name`` so it runs from scratch (its schema was downgraded past ``after``)."""
-    if not conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{S}.data_migration_state"}):
+    if not has_state_table(conn, "data_migration_state"):
         return
     for table, column in (
         ("data_migration_state", "name"),
@@ -142,14 +142,14 @@ def reset(conn: Connection, name: str) -> None:
 
 def state_rows(conn: Connection) -> dict[str, dict]:
     """Every recorded state row by name (migrations never run have none)."""
-    if not conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{S}.data_migration_state"}):
+    if not has_state_table(conn, "data_migration_state"):
         return {}
     rows = conn.execute(text(f"SELECT * FROM {S}.data_migration_state")).mappings()
     return {r["name"]: dict(r) for r in rows}
 
 
 def quarantined(conn: Connection, name: str, limit: int | None = None) -> list[dict]:
-    if not conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{S}.quarantine"}):
+    if not has_state_table(conn, "quarantine"):
         return []
     sql = f"SELECT row_key, reason, row_data, quarantined_at FROM {S}.quarantine WHERE migration = :n ORDER BY row_key"
     if limit:

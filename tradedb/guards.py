@@ -14,7 +14,7 @@ from alembic import context, op
 from sqlalchemy import Connection, text
 
 from tradedb.errors import DataMigrationPending
-from tradedb.schema import STATE_SCHEMA
+from tradedb.schema import STATE_SCHEMA, has_state_table
 
 
 def pending_rows_sql(migration, *, with_quarantine: bool) -> str:
@@ -28,13 +28,11 @@ def pending_rows_sql(migration, *, with_quarantine: bool) -> str:
     return sql
 
 
-def has_state_schema(conn: Connection) -> bool:
-    return bool(conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{STATE_SCHEMA}.quarantine"}))
-
-
 def count_pending(conn: Connection, migration) -> int:
     """Rows of ``migration``'s table that still need it, on this connection."""
-    return int(conn.scalar(text(pending_rows_sql(migration, with_quarantine=has_state_schema(conn)))))
+    return int(
+        conn.scalar(text(pending_rows_sql(migration, with_quarantine=has_state_table(conn, "quarantine"))))
+    )
 
 
 def require_data_migrations(names: tuple[str, ...] | list[str]) -> None:

@@ -105,9 +105,15 @@ def revision_info(script: Script) -> RevisionInfo:
     )
 
 
-def revisions() -> list[RevisionInfo]:
-    """All revisions, oldest first."""
-    return [revision_info(s) for s in reversed(list(script_directory().walk_revisions()))]
+@cache
+def revisions() -> tuple[RevisionInfo, ...]:
+    """All revisions, oldest first.
+
+    Cached for the life of the process: loading the script directory parses every revision file (about 90 ms),
+    and the Dagster definitions, checks and status ask for it dozens of times. A new revision file is picked up by
+    the next process (Dagster reloads its code location in a new one).
+    """
+    return tuple(revision_info(s) for s in reversed(list(script_directory().walk_revisions())))
 
 
 def head() -> str:
@@ -146,13 +152,13 @@ def pending(env: Environment, current: str | None = None) -> list[RevisionInfo]:
     all_revs = revisions()
     ids = [r.revision for r in all_revs]
     if current is None:
-        return all_revs
+        return list(all_revs)
     if current not in ids:
         raise TradeDBError(
             f"the {env.name} database is at revision {current!r}, which this code does not know "
             "(a newer release, or a branch not merged here)"
         )
-    return all_revs[ids.index(current) + 1 :]
+    return list(all_revs[ids.index(current) + 1 :])
 
 
 def upgrade(env: Environment, target: str = "head", **attrs) -> None:
@@ -224,6 +230,13 @@ def render_sql(revision: str) -> str:
     cfg.output_buffer = buffer
     command.upgrade(cfg, f"{info.down_revision or 'base'}:{revision}", sql=True)
     return buffer.getvalue()
+
+
+def has_state_table(conn: Connection, table: str) -> bool:
+    """Whether ``tradedb_migrations.<table>`` exists yet (it is created by the first data-migration run)."""
+    from sqlalchemy import text
+
+    return bool(conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{STATE_SCHEMA}.{table}"}))
 
 
 def database_size(conn: Connection) -> int:
