@@ -398,6 +398,22 @@ def ui(port: int) -> None:
     os.execvp(dagster, [dagster, "dev", "-w", "workspace.yaml", "-p", str(port)])
 
 
+# ----------------------------------------------------------------------------------------------- maintenance windows
+# (window status|next)
+
+# ----------------------------------------------------------------------------------------------- backups
+# (backup, restore)
+
+# ----------------------------------------------------------------------------------------------- rehearsal and plan
+# (rehearse, plan)
+
+# ----------------------------------------------------------------------------------------------- lint
+# (lint)
+
+# ----------------------------------------------------------------------------------------------- ledger and reports
+# (report, ledger)
+
+
 def main() -> None:
     """Console-script entry point: one clear line for every error the operator can fix."""
     try:
