@@ -99,7 +99,36 @@ def load_config() -> dict:
             )
         if not isinstance(section, dict) or not isinstance(section.get("url", ""), str):
             raise TradeDBError(f"malformed config file {path}: [environments.{name}] url must be a string")
+        if "alert_webhook" in section:
+            validate_webhook(
+                section["alert_webhook"], f"config file {path} [environments.{name}] alert_webhook"
+            )
+    alerts = data.get("alerts", {})
+    if not isinstance(alerts, dict) or not isinstance(alerts.get("log", ""), str):
+        raise TradeDBError(
+            f"malformed config file {path}: [alerts] must be a table and its log a string path"
+        )
+    dedup = alerts.get("dedup_seconds", 0)
+    if isinstance(dedup, bool) or not isinstance(dedup, int | float) or dedup < 0:
+        raise TradeDBError(f"malformed config file {path}: [alerts] dedup_seconds must be a number >= 0")
+    validate_backups(data.get("backups", {}), path)
     return data
+
+
+def validate_webhook(value: object, source: str) -> str:
+    """Return ``value`` if it is an http(s) URL with a host; else one clear error naming ``source``.
+
+    Checked when the config is read, so a typo surfaces as an error on the next command instead of as alerts
+    that silently never arrive.
+    """
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str):
+        raise TradeDBError(f"{source} must be a string URL (https://...), got {type(value).__name__}")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TradeDBError(f"{source} must be an http(s) URL such as https://discord.com/api/webhooks/...")
+    return value.strip()
 
 
 def resolve_environment(explicit: str | None = None) -> Environment:
@@ -121,3 +150,24 @@ def resolve_environment(explicit: str | None = None) -> Environment:
 def database_name(environment: str) -> str:
     """Return the embedded database name for an environment (one database per environment)."""
     return f"tradedb_{environment}"
+
+
+BACKUP_KEYS = ("root", "keep", "jobs")
+
+
+def validate_backups(section: object, path: Path) -> None:
+    """Check ``[backups]``: root a path string, keep and jobs whole numbers >= 1, nothing else (typos surface)."""
+    where = f"malformed config file {path}: [backups]"
+    if not isinstance(section, dict):
+        raise TradeDBError(f"{where} must be a table")
+    unknown = sorted(set(section) - set(BACKUP_KEYS))
+    if unknown:
+        raise TradeDBError(
+            f"{where} has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(BACKUP_KEYS)})"
+        )
+    if "root" in section and (not isinstance(section["root"], str) or not section["root"].strip()):
+        raise TradeDBError(f"{where} root must be a folder path string")
+    for key in ("keep", "jobs"):
+        value = section.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TradeDBError(f"{where} {key} must be a whole number >= 1, got {value!r}")
