@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from data_migrations import batch_size, get, state
+from data_migrations import batch_size, get, run_ledger, state
 from data_migrations.base import DataMigration, PandasStep, SqlStep
 from data_migrations.health import throttle_reasons
 from data_migrations.progress import Progress, Reporter
@@ -82,6 +82,9 @@ class RunOptions:
     throttle: bool = True
     on_progress: Reporter | None = None
     max_batches: int | None = None  # stop (interrupted) after this many batches: for tests and dry rehearsals
+    environment: str = "dev"  # for the ledger and alerts
+    launched_by: str | None = None  # ledger: "dagster:<run id>"; None means the CLI user
+    run_id: str | None = None
 
 
 @dataclass
@@ -132,17 +135,27 @@ def run(
     try:
         with engine.connect() as lock_conn:
             _take_lock(lock_conn, migration)
-            try:
-                return _coordinate(engine, migration, options)
-            finally:
-                lock_conn.execute(text("SELECT pg_advisory_unlock(:c, hashtext(:n))"), _lock_args(migration))
-                lock_conn.commit()
+            with run_ledger.recorded(engine, migration, "run", options) as entry:
+                try:
+                    result = _coordinate(engine, migration, options)
+                    run_ledger.ended(entry, result)
+                    return result
+                finally:
+                    lock_conn.execute(
+                        text("SELECT pg_advisory_unlock(:c, hashtext(:n))"), _lock_args(migration)
+                    )
+                    lock_conn.commit()
     finally:
         if own:
             engine.dispose()
 
 
-def revert(url_or_engine: URL | Engine, name: str, batch: int = batch_size.INITIAL_BATCH * 5) -> int:
+def revert(
+    url_or_engine: URL | Engine,
+    name: str,
+    batch: int = batch_size.INITIAL_BATCH * 5,
+    options: RunOptions | None = None,
+) -> int:
     """Undo data migration ``name`` range by range with its ``revert_sql``, then forget its state.
 
     Each range is one short transaction (the revert is idempotent, so no checkpoint is needed: a crash simply
@@ -153,7 +166,7 @@ def revert(url_or_engine: URL | Engine, name: str, batch: int = batch_size.INITI
         raise TradeDBError(f"data migration {name} declares no revert: it cannot be undone automatically")
     engine, own = _engine(url_or_engine)
     try:
-        with engine.connect() as lock_conn:
+        with engine.connect() as lock_conn, run_ledger.recorded(engine, migration, "revert", options) as _:
             _take_lock(lock_conn, migration)
             ranges, lo = 0, None
             with engine.begin() as conn:

@@ -61,7 +61,13 @@ def run_with_progress(
                 note=f"throttled: {p.throttled}" if p.throttled else "",
             )
 
-        options = RunOptions(deadline=deadline, workers=workers, on_progress=show, max_batches=max_batches)
+        options = RunOptions(
+            deadline=deadline,
+            workers=workers,
+            on_progress=show,
+            max_batches=max_batches,
+            environment=env.name,
+        )
         if batch_size:
             options.initial_batch = options.min_batch = options.max_batch = batch_size
         result = engine.run(env.url, name, options)

@@ -25,6 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+SIDE_EFFECT_PATHS = ("TRADEDB_ALERT_LOG", "TRADEDB_BACKUP_DIR")  # where tests' alerts and backups go
+
+
+@pytest.fixture(autouse=True)
+def _private_side_effects(tmp_path, monkeypatch) -> None:
+    """Alerts and backups of a test go to its own temp folder (never the repo's), also for CLI subprocesses."""
+    monkeypatch.setenv("TRADEDB_ALERT_LOG", str(tmp_path / "alerts.log"))
+    monkeypatch.setenv("TRADEDB_BACKUP_DIR", str(tmp_path / "backups"))
+
+
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory) -> Iterator[URL]:
     """Admin URL (database ``postgres``) of the PostgreSQL server the tests use."""
@@ -84,7 +94,7 @@ def alembic_config() -> Config:
 
 def cli_env(env: Environment | None = None, **extra: str) -> dict[str, str]:
     """Process environment for a CLI subprocess aimed at ``env`` as the dev environment."""
-    out = {k: v for k, v in os.environ.items() if not k.startswith("TRADEDB_")}
+    out = {k: v for k, v in os.environ.items() if not k.startswith("TRADEDB_") or k in SIDE_EFFECT_PATHS}
     if env is not None:
         out[f"TRADEDB_{env.name.upper()}_URL"] = env.url.render_as_string(hide_password=False)
         out["TRADEDB_ENV"] = env.name

@@ -6,7 +6,7 @@ the orchestration layer.
 
 from __future__ import annotations
 
-from tradedb import schema
+from tradedb import ledger, schema
 from tradedb.db import connect_checked
 from tradedb.settings import Environment
 
@@ -15,12 +15,14 @@ def collect(env: Environment) -> dict:
     """Everything ``status`` shows, as plain data (also the ``--json`` output)."""
     with connect_checked(env) as conn:
         current = schema.current_revision(env, conn)
+        edited = ledger.edited_revisions(conn)
     return {
         "environment": env.name,
         "url": env.safe_url,
         "current": current,
         "head": schema.head(),
         "pending": [r.to_json() for r in schema.pending(env, current)],
+        "edited_revisions": [e.describe() for e in edited],
         "data_migrations": data_status(env),
     }
 
@@ -29,7 +31,10 @@ def check_up_to_date(env: Environment) -> tuple[bool, str]:
     """(True, message) when the database is at head; (False, what is pending) otherwise."""
     with connect_checked(env) as conn:
         current = schema.current_revision(env, conn)
+        edited = ledger.edited_revisions(conn)
     head = schema.head()
+    if edited:
+        return False, "; ".join(e.describe() for e in edited)
     if current == head:
         return True, f"Database is up to date ({env.name} at {head})"
     waiting = schema.pending(env, current)
