@@ -1,0 +1,1146 @@
+"""Backups before schema changes, and restores that prove they brought back every row.
+
+A backup is a ``pg_dump --format=directory --jobs=N`` folder under ``<backup root>/<environment>/<id>/`` with a
+``manifest.json`` beside the dump. The manifest carries the table checksums of the source (``tradedb.checksums``)
+taken in the SAME snapshot as the dump: we open a REPEATABLE READ transaction, export its snapshot
+(``pg_export_snapshot()``), checksum every app table in it and hand the snapshot to ``pg_dump --snapshot``, so the
+checksums and the dump describe one instant even while the app keeps writing. Because the manifest lives with the
+dump, a backup can be listed, found and restored when its source database is gone.
+
+A restore is verified: the restored copy is checksummed and compared with the manifest. To keep a failed
+verification from costing the target anything, the dump is restored into a scratch database next to the target
+(``<db>_restore_<ts>``), verified there, and only then swapped in by renaming (the old database is renamed away and
+dropped). Renaming needs CREATEDB and ownership of the target; a role without them gets the in-place fallback
+(``pg_restore --clean --if-exists --single-transaction`` into the target), verified on a scratch copy first when
+the role may create one. ``RestoreResult.mode`` says which ran.
+
+The PostgreSQL client tools are looked up in ``TRADEDB_PG_BIN``, then ``PATH``, then the binaries bundled in the
+``pgserver`` package; ``pg_dump`` refuses a server newer than itself, so the first set whose major version is at
+least the server's wins. Passwords never reach a command line (``ps`` shows argv): they go through a temporary
+``PGPASSFILE`` readable by us alone, deleted when the tool exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from tradedb.checksums import database_checksums, differing
+from tradedb.db import connect_checked, make_engine, unreachable
+from tradedb.errors import TradeDBError
+from tradedb.schema import STATE_SCHEMA, current_revision, database_size
+from tradedb.settings import Environment, config_path, load_config, project_root
+
+log = logging.getLogger("tradedb.backup")
+
+# ------------------------------------------------------------------------------------------------ constants
+
+PG_BIN_VARIABLE = "TRADEDB_PG_BIN"  # a folder holding pg_dump, pg_restore and psql; searched first
+BUNDLED_VARIABLE = "TRADEDB_PG_BUNDLED"  # "0" turns off the fallback to pgserver's bundled tools
+BACKUP_DIR_VARIABLE = "TRADEDB_BACKUP_DIR"  # backup root; wins over [backups] root
+TOOLS = ("pg_dump", "pg_restore", "psql")
+DEFAULT_KEEP = 5  # backups kept per environment when [backups] keep is not set
+MAX_DEFAULT_JOBS = 4  # parallel dump/restore workers by default: min(this, cpu count)
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+PARTIAL_PREFIX = ".partial-"  # a dump being written; renamed to its id once dump and manifest are complete
+STALE_PARTIAL_S = (
+    24 * 3600
+)  # partial folders older than this are leftovers of a killed run: prune removes them
+TOOL_TIMEOUT_S = 10  # for `pg_dump --version`
+SWAP_RETRY_S = 10.0  # how long the swap keeps terminating sessions that hold the target open
+MAX_IDENTIFIER = 63  # PostgreSQL's limit on a database name
+MAINTENANCE_DATABASES = ("postgres", "template1")  # where CREATE/ALTER/DROP DATABASE are issued from
+BACKUPS_TABLE = f"{STATE_SCHEMA}.backups"
+STATUSES = ("ok", "failed", "pruned")
+
+BACKUPS_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
+CREATE TABLE IF NOT EXISTS {BACKUPS_TABLE} (
+    id text PRIMARY KEY,
+    environment text NOT NULL,
+    path text NOT NULL,
+    revision text,
+    taken_at timestamptz NOT NULL,
+    reason text NOT NULL,
+    launched_by text NOT NULL,
+    size_bytes bigint,
+    duration_s double precision,
+    checksums jsonb NOT NULL DEFAULT '{{}}',
+    status text NOT NULL CHECK (status IN ('ok', 'failed', 'pruned')),
+    error text
+);
+"""
+
+# libpq connection parameters a URL may carry in its query, and the variable that hands each to the tools
+LIBPQ_VARIABLES = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+    "options": "PGOPTIONS",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "gssencmode": "PGGSSENCMODE",
+    "channel_binding": "PGCHANNELBINDING",
+    "krbsrvname": "PGKRBSRVNAME",
+    "service": "PGSERVICE",
+    "passfile": "PGPASSFILE",
+}
+TOOL_DEFAULTS = {"PGAPPNAME": "tradedb-backup", "PGCONNECT_TIMEOUT": "10"}
+
+
+# ------------------------------------------------------------------------------------------------ client tools
+
+
+@dataclass(frozen=True)
+class ClientTools:
+    """One matching set of PostgreSQL client programs and where it was found."""
+
+    pg_dump: Path
+    pg_restore: Path
+    psql: Path
+    version: str  # e.g. "16.2"
+    source: str  # TRADEDB_PG_BIN, PATH or pgserver
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def describe(self) -> str:
+        return f"pg_dump {self.version} ({self.source}: {self.pg_dump.parent})"
+
+
+def server_major(version: int) -> int:
+    """Major version from either a major (16) or a ``server_version_num`` (160002)."""
+    return version // 10000 if version >= 1000 else version
+
+
+def _bundled_enabled(bundled: bool | None) -> bool:
+    if bundled is not None:
+        return bundled
+    return os.environ.get(BUNDLED_VARIABLE, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _bundled_folder() -> Path | None:
+    """``<site-packages>/pgserver/pginstall/bin`` without importing pgserver (its import is slow and noisy)."""
+    try:
+        spec = importlib.util.find_spec("pgserver")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def _candidates(bundled: bool) -> Iterator[tuple[str, dict[str, Path] | None, str]]:
+    """(source, tools or None when incomplete, where) in search order."""
+    if os.environ.get(PG_BIN_VARIABLE):
+        folder = Path(os.environ[PG_BIN_VARIABLE]).expanduser()
+        paths = {t: folder / t for t in TOOLS}
+        complete = all(p.is_file() and os.access(p, os.X_OK) for p in paths.values())
+        yield PG_BIN_VARIABLE, paths if complete else None, str(folder)
+    found = {t: shutil.which(t) for t in TOOLS}
+    yield (
+        "PATH",
+        {t: Path(p) for t, p in found.items() if p} if all(found.values()) else None,
+        "PATH",
+    )
+    if bundled:
+        folder = _bundled_folder()
+        if folder is not None:
+            paths = {t: folder / t for t in TOOLS}
+            yield "pgserver", paths if all(p.is_file() for p in paths.values()) else None, str(folder)
+
+
+@cache
+def _tool_version(program: str) -> str | None:
+    """``16.2`` from ``pg_dump --version``; None when it does not run (cached: asked once per binary)."""
+    try:
+        out = subprocess.run(
+            [program, "--version"], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", out)
+    if not match:
+        return None
+    return f"{match.group(1)}.{match.group(2) or 0}"
+
+
+def client_tools(server_version: int | None = None, *, bundled: bool | None = None) -> ClientTools:
+    """Return the first tool set, in search order, able to dump a server of ``server_version``.
+
+    ``server_version`` is a major version (16) or a ``server_version_num`` (160002); None takes the first set
+    found. ``bundled=False`` (or ``TRADEDB_PG_BUNDLED=0``) skips pgserver's bundled binaries.
+    """
+    needed = server_major(server_version) if server_version is not None else None
+    seen: list[str] = []
+    for source, paths, where in _candidates(_bundled_enabled(bundled)):
+        if paths is None:
+            if source != "PATH":
+                seen.append(f"{source} {where} lacks {'/'.join(TOOLS)}")
+            continue
+        version = _tool_version(str(paths["pg_dump"]))
+        if version is None:
+            seen.append(f"{paths['pg_dump']} does not run")
+            continue
+        tools = ClientTools(paths["pg_dump"], paths["pg_restore"], paths["psql"], version, source)
+        if needed is None or tools.major >= needed:
+            return tools
+        seen.append(tools.describe())
+    wanted = needed or 16
+    server = (
+        f"the server runs PostgreSQL {needed}, and pg_dump refuses servers newer than itself; "
+        if needed
+        else ""
+    )
+    found = "; ".join(seen) if seen else "none on PATH"
+    raise TradeDBError(
+        f"no usable PostgreSQL client tools (pg_dump, pg_restore, psql): {server}found: {found}. "
+        f"Install them (`apt install postgresql-client-{wanted}`) or set {PG_BIN_VARIABLE} to a folder holding "
+        f"version {wanted} or newer"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ running tools
+
+
+def _libpq_arguments(url: URL) -> tuple[list[str], dict[str, str]]:
+    """Host, port, user and database as separate arguments; other URL parameters as libpq variables."""
+    args: list[str] = []
+    variables: dict[str, str] = {}
+    query = dict(url.query)
+    host = url.host or query.pop("host", None)
+    port = url.port or query.pop("port", None)
+    query.pop("host", None)
+    query.pop("port", None)
+    for key, value in query.items():
+        if key not in LIBPQ_VARIABLES or not isinstance(value, str):
+            raise TradeDBError(
+                f"the database URL parameter {key!r} cannot be handed to the PostgreSQL client tools; "
+                "move it to a service file (~/.pg_service.conf) and use ?service=NAME"
+            )
+        variables[LIBPQ_VARIABLES[key]] = value
+    if host:
+        args += ["--host", str(host)]
+    if port:
+        args += ["--port", str(port)]
+    if url.username:
+        args += ["--username", url.username]
+    args += ["--dbname", url.database or "postgres"]
+    return args, variables
+
+
+def _passfile_line(password: str) -> str:
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"*:*:*:*:{escaped}\n"
+
+
+@contextlib.contextmanager
+def tool_connection(url: URL) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """Yield (arguments, process environment) reaching ``url``; the password only in a private temp passfile."""
+    args, variables = _libpq_arguments(url)
+    environ = {**os.environ, **TOOL_DEFAULTS, **variables}
+    passfile = None
+    if url.password:
+        environ.pop("PGPASSWORD", None)  # it would win over the passfile
+        fd, passfile = tempfile.mkstemp(prefix="tradedb-pgpass-")
+        with os.fdopen(fd, "w") as handle:  # mkstemp creates it 0600
+            handle.write(_passfile_line(url.password))
+        environ["PGPASSFILE"] = passfile
+    try:
+        yield args + ["--no-password"], environ
+    finally:
+        if passfile:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(passfile)
+
+
+def scrub(message: str, url: URL) -> str:
+    return message.replace(url.password, "***") if url.password else message
+
+
+def _last_error_line(stderr: str) -> str:
+    """The line that says what went wrong: the last ``error:`` line, else the last non-empty one."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line or "FATAL:" in line]
+    return (errors or lines or ["no message"])[-1]
+
+
+def run_tool(
+    program: Path,
+    arguments: list[str],
+    url: URL,
+    what: str,
+    *,
+    alongside: Callable[[], Any] | None = None,
+) -> Any:
+    """Run a client tool against ``url``; a failure is one TradeDBError line with the tool's own reason.
+
+    ``alongside`` runs in this process while the tool works (the backup checksums its snapshot while pg_dump
+    dumps it); its result is returned. If it raises, the tool is stopped.
+    """
+    with tool_connection(url) as (connection_args, environ):
+        command = [str(program), *arguments, *connection_args]
+        if url.password:
+            assert url.password not in " ".join(command), "a password must never be on a command line"
+        process = subprocess.Popen(
+            command, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            result = alongside() if alongside is not None else None
+        except BaseException:
+            process.kill()
+            process.communicate()
+            raise
+        _, stderr = process.communicate()
+    if process.returncode != 0:
+        message = _last_error_line(stderr.decode(errors="replace"))
+        raise TradeDBError(f"{what} failed: {scrub(message, url)}")
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+
+def _backups_section() -> dict[str, Any]:
+    return load_config().get("backups", {})
+
+
+def backup_root() -> Path:
+    """``TRADEDB_BACKUP_DIR``, else ``[backups] root`` (relative to the config file), else ``<project>/backups``."""
+    if os.environ.get(BACKUP_DIR_VARIABLE):
+        return Path(os.environ[BACKUP_DIR_VARIABLE]).expanduser()
+    root = _backups_section().get("root")
+    if root:
+        path = Path(root).expanduser()
+        return path if path.is_absolute() else config_path().parent / path
+    return project_root() / "backups"
+
+
+def keep_count() -> int:
+    return int(_backups_section().get("keep", DEFAULT_KEEP))
+
+
+def default_jobs() -> int:
+    return int(_backups_section().get("jobs") or min(MAX_DEFAULT_JOBS, os.cpu_count() or 1))
+
+
+def _env_name(env: Environment | str) -> str:
+    return env if isinstance(env, str) else env.name
+
+
+def environment_folder(env: Environment | str) -> Path:
+    return backup_root() / _env_name(env)
+
+
+# ------------------------------------------------------------------------------------------------ backups
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One backup, as its manifest describes it."""
+
+    id: str
+    environment: str
+    path: Path
+    url: str  # safe URL (password masked) of the source
+    database: str
+    revision: str | None
+    taken_at: datetime
+    reason: str
+    launched_by: str
+    size_bytes: int
+    duration_s: float
+    checksums: dict[str, str]
+    tool_version: str
+    server_version: str
+    jobs: int
+    pruned: tuple[str, ...] = field(default=(), compare=False)  # ids removed by retention after this backup
+
+    @property
+    def tables(self) -> int:
+        return len(self.checksums)
+
+    @property
+    def tool_major(self) -> int:
+        return int(self.tool_version.split(".")[0])
+
+    def manifest(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("pruned")
+        data.update(
+            format=MANIFEST_FORMAT,
+            dump_format="directory",
+            path=str(self.path),
+            taken_at=self.taken_at.isoformat(),
+        )
+        return data
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> Backup:
+        try:
+            data = json.loads((folder / MANIFEST).read_text())
+            return cls(
+                id=data["id"],
+                environment=data["environment"],
+                path=folder,
+                url=data["url"],
+                database=data["database"],
+                revision=data.get("revision"),
+                taken_at=datetime.fromisoformat(data["taken_at"]),
+                reason=data["reason"],
+                launched_by=data["launched_by"],
+                size_bytes=int(data["size_bytes"]),
+                duration_s=float(data["duration_s"]),
+                checksums=dict(data["checksums"]),
+                tool_version=data["tool_version"],
+                server_version=data["server_version"],
+                jobs=int(data.get("jobs", 1)),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TradeDBError(f"unreadable backup manifest {folder / MANIFEST}: {exc}") from None
+
+
+def ensure_backups_table(conn: Connection) -> None:
+    conn.exec_driver_sql(BACKUPS_DDL)
+
+
+def _record_row(
+    engine: Engine, backup: Backup | dict[str, Any], status: str, error: str | None = None
+) -> None:
+    """Upsert the backup's row in the source database's ``tradedb_migrations.backups``."""
+    row = backup.manifest() if isinstance(backup, Backup) else dict(backup)
+    with engine.begin() as conn:
+        ensure_backups_table(conn)
+        conn.execute(
+            text(
+                f"""INSERT INTO {BACKUPS_TABLE} (id, environment, path, revision, taken_at, reason, launched_by,
+                        size_bytes, duration_s, checksums, status, error)
+                    VALUES (:id, :environment, :path, :revision, :taken_at, :reason, :launched_by,
+                        :size_bytes, :duration_s, CAST(:checksums AS jsonb), :status, :error)
+                    ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, error = EXCLUDED.error,
+                        size_bytes = EXCLUDED.size_bytes, duration_s = EXCLUDED.duration_s,
+                        checksums = EXCLUDED.checksums, path = EXCLUDED.path"""
+            ),
+            {
+                **{k: row.get(k) for k in ("id", "environment", "path", "revision", "reason", "launched_by")},
+                "taken_at": row["taken_at"],
+                "size_bytes": row.get("size_bytes"),
+                "duration_s": row.get("duration_s"),
+                "checksums": json.dumps(row.get("checksums") or {}),
+                "status": status,
+                "error": error,
+            },
+        )
+
+
+def _new_id(folder: Path, taken_at: datetime, revision: str | None) -> tuple[str, Path]:
+    """Reserve ``<UTC timestamp>_<revision>`` (suffixed when taken twice in one second) as a partial folder."""
+    base = f"{taken_at:%Y%m%dT%H%M%SZ}_{revision or 'empty'}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        backup_id = base if n == 1 else f"{base}-{n}"
+        partial = folder / f"{PARTIAL_PREFIX}{backup_id}"
+        if (folder / backup_id).exists():
+            continue
+        try:
+            partial.mkdir()
+        except FileExistsError:
+            continue
+        return backup_id, partial
+    raise TradeDBError(f"could not pick a free backup id under {folder}")
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _snapshot_connection(engine: Engine, env: Environment) -> Connection:
+    """A REPEATABLE READ, read-only connection: its first query fixes the snapshot that pg_dump imports."""
+    try:
+        conn = engine.connect()
+    except OperationalError as exc:
+        raise unreachable(env, exc) from None
+    return conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+
+
+def take_backup(
+    env: Environment, *, reason: str, launched_by: str | None = None, jobs: int | None = None
+) -> Backup:
+    """Dump ``env`` (directory format, parallel) with checksums of the same snapshot; record it; apply retention.
+
+    Raises TradeDBError when the database cannot be reached, no client tools fit its server, or pg_dump fails;
+    then no backup folder is left behind and no 'ok' row is written (a 'failed' row is, when the database answers).
+    """
+    from tradedb.ledger import cli_user
+
+    launched_by = launched_by or cli_user("cli")
+    jobs = jobs or default_jobs()
+    started, taken_at = time.monotonic(), datetime.now(UTC)
+    engine = make_engine(env)
+    partial: Path | None = None
+    row: dict[str, Any] | None = None
+    try:
+        with connect_checked(env, engine) as conn:
+            ensure_backups_table(conn)  # before the snapshot, so pg_dump never waits on our own DDL
+            server_num = int(conn.scalar(text("SHOW server_version_num")))
+            server_version = str(conn.scalar(text("SHOW server_version"))).split()[0]
+            size_before = database_size(conn)
+        tools = client_tools(server_num)
+        with _snapshot_connection(engine, env) as conn, conn.begin():
+            snapshot = conn.scalar(text("SELECT pg_export_snapshot()"))
+            revision = current_revision(env, conn)
+            backup_id, partial = _new_id(environment_folder(env), taken_at, revision)
+            folder = partial.parent / backup_id
+            row = {
+                "id": backup_id,
+                "environment": env.name,
+                "path": str(folder),
+                "revision": revision,
+                "taken_at": taken_at,
+                "reason": reason,
+                "launched_by": launched_by,
+            }
+            checksums = run_tool(  # pg_dump and the checksums read the same snapshot at the same time
+                tools.pg_dump,
+                ["--format=directory", f"--jobs={jobs}", f"--snapshot={snapshot}", f"--file={partial}"],
+                env.url,
+                f"pg_dump of the {env.name} database",
+                alongside=lambda: database_checksums(conn),
+            )
+        backup = Backup(
+            id=backup_id,
+            environment=env.name,
+            path=folder,
+            url=env.safe_url,
+            database=env.url.database or "",
+            revision=revision,
+            taken_at=taken_at,
+            reason=reason,
+            launched_by=launched_by,
+            size_bytes=_folder_size(partial),
+            duration_s=round(time.monotonic() - started, 3),
+            checksums=checksums,
+            tool_version=tools.version,
+            server_version=server_version,
+            jobs=jobs,
+        )
+        (partial / MANIFEST).write_text(json.dumps(backup.manifest(), indent=2) + "\n")
+        partial.rename(folder)
+        partial = None
+        _record_row(engine, backup, "ok")
+        _ledger(
+            engine,
+            environment=env.name,
+            kind="backup",
+            name=backup.id,
+            launched_by=launched_by,
+            started_at=taken_at,
+            size_before=size_before,
+            detail=_backup_detail(backup),
+        )
+    except BaseException as exc:
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+        if row is not None and isinstance(exc, Exception):
+            message = scrub(str(exc), env.url)
+            with contextlib.suppress(Exception):
+                _record_row(engine, {**row, "duration_s": time.monotonic() - started}, "failed", message)
+            _ledger(
+                engine,
+                environment=env.name,
+                kind="backup",
+                name=row["id"],
+                launched_by=launched_by,
+                started_at=taken_at,
+                error=message,
+                detail={"reason": reason},
+            )
+        raise
+    finally:
+        engine.dispose()
+    return replace(backup, pruned=tuple(prune(env)))
+
+
+def _backup_detail(backup: Backup) -> dict[str, Any]:
+    return {
+        "path": str(backup.path),
+        "revision": backup.revision,
+        "reason": backup.reason,
+        "size_bytes": backup.size_bytes,
+        "tables": backup.tables,
+        "tool_version": backup.tool_version,
+    }
+
+
+def list_backups(env: Environment | str) -> list[Backup]:
+    """Complete backups of an environment, newest first, read from their manifests (no database needed)."""
+    folder = environment_folder(env)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        if not path.is_dir() or not (path / MANIFEST).is_file():
+            continue  # partial dumps and stray files are not backups
+        try:
+            found.append(Backup.from_folder(path))
+        except TradeDBError as exc:  # one damaged manifest must not hide every other backup
+            log.warning("skipping %s: %s", path, exc)
+    return sorted(found, key=lambda b: (b.taken_at, b.id), reverse=True)
+
+
+def latest_backup(env: Environment | str) -> Backup | None:
+    backups = list_backups(env)
+    return backups[0] if backups else None
+
+
+def find_backup(env: Environment | str, backup_id: str) -> Backup:
+    """The backup ``backup_id`` (or ``latest``) of an environment, or an error naming the newest ones."""
+    backups = list_backups(env)
+    name = _env_name(env)
+    if not backups:
+        raise TradeDBError(
+            f"no backups of {name} in {environment_folder(env)}: take one with `tradedb backup --env {name}`"
+        )
+    if backup_id == "latest":
+        return backups[0]
+    for backup in backups:
+        if backup.id == backup_id:
+            return backup
+    newest = ", ".join(b.id for b in backups[:5])
+    raise TradeDBError(f"no backup {backup_id!r} of {name}; the newest are: {newest}")
+
+
+def prune(env: Environment | str, keep: int | None = None) -> list[str]:
+    """Delete an environment's backups beyond the newest ``keep`` (default ``[backups] keep``); return their ids.
+
+    Their rows in the source database are marked 'pruned' when ``env`` is an Environment whose database answers;
+    the files go either way, since retention exists to bound the disk.
+    """
+    keep = keep_count() if keep is None else keep
+    if keep < 1:
+        raise TradeDBError("backup retention must keep at least 1 backup")
+    doomed = list_backups(env)[keep:]
+    for backup in doomed:
+        shutil.rmtree(backup.path, ignore_errors=True)
+    _remove_stale_partials(environment_folder(env))
+    if doomed and isinstance(env, Environment):
+        try:
+            with connect_checked(env) as conn:
+                ensure_backups_table(conn)
+                conn.execute(
+                    text(f"UPDATE {BACKUPS_TABLE} SET status = 'pruned' WHERE id = ANY(:ids)"),
+                    {"ids": [b.id for b in doomed]},
+                )
+        except TradeDBError as exc:
+            log.warning("pruned backup folders but could not mark their rows: %s", exc)
+    return [b.id for b in doomed]
+
+
+def _remove_stale_partials(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - STALE_PARTIAL_S
+    for partial in folder.glob(f"{PARTIAL_PREFIX}*"):
+        if partial.stat().st_mtime < cutoff:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------ restore
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What a restore did: which backup went where, how, and what was verified."""
+
+    backup_id: str
+    source_environment: str
+    target_environment: str
+    database: str
+    mode: str  # 'swap' (scratch database renamed into place) or 'in-place' (pg_restore --clean)
+    verified: bool
+    tables_verified: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Privileges:
+    superuser: bool
+    createdb: bool
+    target_exists: bool
+    owner: str | None
+    can_act_as_owner: bool  # member of the target's owner role: may rename it and create a database it owns
+    user: str
+
+    @property
+    def can_swap(self) -> bool:
+        can_create = self.superuser or self.createdb
+        return can_create and (not self.target_exists or self.superuser or self.can_act_as_owner)
+
+
+def _admin_engine(target: Environment) -> Engine:
+    """An autocommit engine on the target's server, connected to a maintenance database (never the target)."""
+    last: OperationalError | None = None
+    for database in MAINTENANCE_DATABASES:
+        engine = create_engine(
+            target.url.set(database=database),
+            isolation_level="AUTOCOMMIT",
+            connect_args={"application_name": "tradedb-restore", "connect_timeout": 10},
+        )
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return engine
+        except OperationalError as exc:
+            engine.dispose()
+            last = exc
+            if "does not exist" not in str(exc.orig):
+                break
+    assert last is not None
+    raise unreachable(target, last)
+
+
+def _privileges(admin: Connection, database: str) -> _Privileges:
+    row = admin.execute(
+        text(
+            """SELECT r.rolsuper, r.rolcreatedb, current_user AS who,
+                      (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = :db) AS owner
+               FROM pg_roles r WHERE r.rolname = current_user"""
+        ),
+        {"db": database},
+    ).one()
+    owner = row.owner
+    member = bool(owner) and bool(admin.scalar(text("SELECT pg_has_role(:o, 'MEMBER')"), {"o": owner}))
+    return _Privileges(row.rolsuper, row.rolcreatedb, owner is not None, owner, member, row.who)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _derived_name(database: str, tag: str, stamp: str) -> str:
+    suffix = f"_{tag}_{stamp}"
+    return database[: MAX_IDENTIFIER - len(suffix)] + suffix
+
+
+def _create_scratch(admin: Connection, name: str, target: str, privileges: _Privileges) -> None:
+    """Create an empty database like the target: same encoding and locale, owned by the target's owner."""
+    clauses = ["TEMPLATE template0"]
+    if privileges.target_exists:
+        enc, collate, ctype = admin.execute(
+            text(
+                "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = :d"
+            ),
+            {"d": target},
+        ).one()
+        clauses += [f"ENCODING '{enc}'", f"LC_COLLATE '{collate}'", f"LC_CTYPE '{ctype}'"]
+        if privileges.owner and privileges.owner != privileges.user and privileges.can_act_as_owner:
+            clauses.append(f"OWNER {_quote(privileges.owner)}")
+    admin.exec_driver_sql(f"CREATE DATABASE {_quote(name)} {' '.join(clauses)}")
+
+
+def _copy_database_properties(admin: Connection, source: str, scratch: str) -> None:
+    """Give the scratch database the target's database-level settings and grants, which no dump carries.
+
+    ``ALTER DATABASE ... SET`` (and per-role settings in it) and ``GRANT ... ON DATABASE`` belong to the database
+    object, not its contents; a swap that forgot them would, say, lock the app out after ``REVOKE CONNECT FROM
+    PUBLIC``.
+    """
+    settings = admin.execute(
+        text(
+            """SELECT CASE WHEN s.setrole = 0 THEN '' ELSE pg_get_userbyid(s.setrole) END AS role, unnest(s.setconfig) AS setting
+               FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = :d"""
+        ),
+        {"d": source},
+    ).all()
+    for role, setting in settings:
+        name, _, value = setting.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][\w.]*", name):
+            raise TradeDBError(
+                f"cannot carry the database setting {name!r} of {source} over to the restored copy"
+            )
+        # list settings (search_path, DateStyle) are stored in SQL form already; single values need quoting
+        literal = value if "," in value or value.startswith('"') else "'" + value.replace("'", "''") + "'"
+        prefix = f"ALTER ROLE {_quote(role)} IN DATABASE" if role else "ALTER DATABASE"
+        admin.exec_driver_sql(f"{prefix} {_quote(scratch)} SET {name} TO {literal}".replace("%", "%%"))
+    grants = admin.execute(
+        text(
+            """SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type
+               FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = :d AND d.datacl IS NOT NULL"""
+        ),
+        {"d": source},
+    ).all()
+    if grants:  # an explicit ACL: start from nothing, as the target did, then grant what it grants
+        admin.exec_driver_sql(f"REVOKE ALL ON DATABASE {_quote(scratch)} FROM PUBLIC")
+        for grantee, privilege in grants:
+            to = "PUBLIC" if grantee == "PUBLIC" else _quote(grantee)
+            admin.exec_driver_sql(f"GRANT {privilege} ON DATABASE {_quote(scratch)} TO {to}")
+
+
+def _drop_database(admin: Connection, name: str) -> None:
+    with contextlib.suppress(Exception):
+        admin.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+
+
+def _terminate(admin: Connection, database: str) -> None:
+    admin.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = :d AND pid <> pg_backend_pid()"
+        ),
+        {"d": database},
+    )
+
+
+def _rename(admin: Connection, old: str, new: str) -> None:
+    """Rename a database, terminating sessions that hold it open until they are gone (bounded)."""
+    deadline = time.monotonic() + SWAP_RETRY_S
+    while True:
+        _terminate(admin, old)
+        try:
+            admin.exec_driver_sql(f"ALTER DATABASE {_quote(old)} RENAME TO {_quote(new)}")
+            return
+        except OperationalError as exc:  # "database is being accessed by other users"
+            if time.monotonic() > deadline:
+                raise TradeDBError(
+                    f"could not rename database {old}: {str(exc.orig).splitlines()[0]}"
+                ) from None
+            time.sleep(0.1)
+
+
+def _swap(admin: Connection, scratch: str, target: str, stamp: str, target_exists: bool) -> None:
+    """Put ``scratch`` in place of ``target``; the old target is renamed away, then dropped."""
+    if not target_exists:
+        _rename(admin, scratch, target)
+        return
+    old = _derived_name(target, "old", stamp)
+    admin.exec_driver_sql(f"ALTER DATABASE {_quote(target)} ALLOW_CONNECTIONS false")
+    try:
+        _rename(admin, target, old)
+    except BaseException:
+        admin.exec_driver_sql(f"ALTER DATABASE {_quote(target)} ALLOW_CONNECTIONS true")
+        raise
+    try:
+        _rename(admin, scratch, target)
+    except BaseException:
+        _rename(admin, old, target)  # put the original back before anything else
+        admin.exec_driver_sql(f"ALTER DATABASE {_quote(target)} ALLOW_CONNECTIONS true")
+        raise
+    _drop_database(admin, old)
+
+
+def _restore_arguments(backup: Backup, target: Environment, privileges: _Privileges, jobs: int) -> list[str]:
+    """pg_restore options: parallel unless single-transaction; foreign roles and grants left out across environments.
+
+    Another environment's roles usually do not exist on this server (and must not gain access if they do), so a
+    backup restored into a different environment is restored without owners and grants, owned by the target's
+    owner.
+    """
+    args = ["--format=directory", "--exit-on-error"]
+    if backup.environment != target.name:
+        args += ["--no-owner", "--no-privileges"]
+        if privileges.owner and privileges.owner != privileges.user and privileges.can_act_as_owner:
+            args.append(f"--role={privileges.owner}")
+    if jobs > 1:
+        args.append(f"--jobs={jobs}")
+    return args
+
+
+def verify_restored(backup: Backup, env: Environment) -> list[str]:
+    """Tables of ``env`` whose checksum differs from the backup's (appeared or missing ones too); empty when equal."""
+    with connect_checked(env) as conn:
+        return differing(backup.checksums, database_checksums(conn))
+
+
+def restore(
+    backup: Backup,
+    target: Environment,
+    *,
+    verify: bool = True,
+    allow_production: bool = False,
+    in_place: bool = False,
+    jobs: int | None = None,
+    launched_by: str | None = None,
+    before_verify: Callable[[Environment], None] | None = None,
+) -> RestoreResult:
+    """Replace the target's database with ``backup``, verified against the backup's checksums.
+
+    ``allow_production`` must be passed to restore into production (the CLI asks for confirmation first).
+    ``in_place`` restores into the existing target with ``pg_restore --clean`` instead of swapping databases (the
+    fallback taken anyway when the role may not rename the target); the swap is safer and leaves no stray objects.
+    ``before_verify`` is called with the freshly restored copy before it is verified and swapped in: a place for
+    extra checks (an app smoke query) that may raise to stop the swap. On any failure before the swap the target is
+    untouched and the scratch database dropped.
+    """
+    from tradedb.ledger import cli_user
+
+    if target.name == "production" and not allow_production:
+        raise TradeDBError(
+            "restoring replaces the production database: confirm it (tradedb restore ... --yes, or "
+            "allow_production=True)"
+        )
+    if not (backup.path / "toc.dat").is_file():
+        raise TradeDBError(f"backup {backup.id} at {backup.path} holds no dump (toc.dat missing)")
+    launched_by = launched_by or cli_user("cli")
+    jobs = jobs or default_jobs()
+    database = target.url.database or ""
+    started_at, started = datetime.now(UTC), time.monotonic()
+    admin_engine = _admin_engine(target)
+    try:
+        with admin_engine.connect() as admin:
+            server_num = int(admin.scalar(text("SHOW server_version_num")))
+            tools = client_tools(max(server_major(server_num), backup.tool_major))
+            privileges = _privileges(admin, database)
+            run = _SwapRestore if privileges.can_swap and not in_place else _InPlaceRestore
+            try:
+                run(backup, target, admin, tools, privileges, jobs, verify, before_verify).run()
+            except Exception as exc:
+                _ledger_on(
+                    target,
+                    kind="restore",
+                    name=backup.id,
+                    launched_by=launched_by,
+                    started_at=started_at,
+                    error=str(exc),
+                    detail={"source_environment": backup.environment, "mode": run.mode},
+                )
+                raise
+    finally:
+        admin_engine.dispose()
+    result = RestoreResult(
+        backup_id=backup.id,
+        source_environment=backup.environment,
+        target_environment=target.name,
+        database=database,
+        mode=run.mode,
+        verified=verify,
+        tables_verified=backup.tables if verify else 0,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    _ledger_on(
+        target,
+        kind="restore",
+        name=backup.id,
+        launched_by=launched_by,
+        started_at=started_at,
+        detail={**asdict(result), "revision": backup.revision, "taken_at": backup.taken_at.isoformat()},
+    )
+    return result
+
+
+class _SwapRestore:
+    """Restore into a scratch database, verify it, then rename it into the target's place."""
+
+    mode = "swap"
+
+    def __init__(self, backup, target, admin, tools, privileges, jobs, verify, before_verify) -> None:
+        self.backup, self.target, self.admin, self.tools = backup, target, admin, tools
+        self.privileges, self.jobs, self.verify, self.before_verify = privileges, jobs, verify, before_verify
+        self.stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        self.database = target.url.database or ""
+
+    def run(self) -> None:
+        scratch = _derived_name(self.database, "restore", self.stamp)
+        _create_scratch(self.admin, scratch, self.database, self.privileges)
+        swapped = False
+        try:
+            copy = Environment(self.target.name, self.target.url.set(database=scratch), embedded=False)
+            self.restore_into(copy, _restore_arguments(self.backup, self.target, self.privileges, self.jobs))
+            self.check(copy)
+            if self.privileges.target_exists:
+                _copy_database_properties(self.admin, self.database, scratch)
+                if self.backup.environment == self.target.name:
+                    _append_history(copy, _history_since(self.target, self.backup.taken_at))
+            _swap(self.admin, scratch, self.database, self.stamp, self.privileges.target_exists)
+            swapped = True
+        finally:
+            if not swapped:
+                _drop_database(self.admin, scratch)
+
+    def restore_into(self, copy: Environment, arguments: list[str]) -> None:
+        run_tool(
+            self.tools.pg_restore,
+            [*arguments, str(self.backup.path)],
+            copy.url,
+            f"pg_restore of backup {self.backup.id}",
+        )
+
+    def check(self, copy: Environment) -> None:
+        if self.before_verify is not None:
+            self.before_verify(copy)
+        if not self.verify:
+            return
+        bad = verify_restored(self.backup, copy)
+        if bad:
+            raise TradeDBError(
+                f"restore of backup {self.backup.id} failed verification: table(s) {', '.join(bad)} differ from "
+                f"the backup's checksums; the {self.target.name} database was left untouched"
+            )
+
+
+class _InPlaceRestore(_SwapRestore):
+    """For roles that may not rename the target: ``pg_restore --clean --if-exists --single-transaction``.
+
+    When the role may create a database, the dump is first restored and verified on a scratch copy (so a bad dump
+    never reaches the target); the target is then restored in one transaction (all or nothing) and verified again.
+    Objects in the target that the dump does not hold survive an in-place restore; the swap has no such caveat.
+    """
+
+    mode = "in-place"
+
+    def run(self) -> None:
+        if self.privileges.superuser or self.privileges.createdb:
+            scratch = _derived_name(self.database, "restore", self.stamp)
+            _create_scratch(self.admin, scratch, self.database, self.privileges)
+            try:
+                copy = Environment(self.target.name, self.target.url.set(database=scratch), embedded=False)
+                self.restore_into(
+                    copy, _restore_arguments(self.backup, self.target, self.privileges, self.jobs)
+                )
+                self.check(copy)
+            finally:
+                _drop_database(self.admin, scratch)
+        history = None
+        if self.privileges.target_exists and self.backup.environment == self.target.name:
+            history = _history_since(self.target, self.backup.taken_at)
+        arguments = _restore_arguments(self.backup, self.target, self.privileges, jobs=1)
+        self.restore_into(self.target, [*arguments, "--clean", "--if-exists", "--single-transaction"])
+        _append_history(self.target, history)
+        if self.verify and (bad := verify_restored(self.backup, self.target)):
+            raise TradeDBError(
+                f"in-place restore of backup {self.backup.id} into {self.target.name} completed but table(s) "
+                f"{', '.join(bad)} differ from the backup's checksums (the target holds the restored data)"
+            )
+
+
+# ------------------------------------------------------------------------------------------------ ledger
+
+
+@dataclass(frozen=True)
+class _History:
+    """The target's own record (ledger entries, backup rows) that a same-environment restore must not erase."""
+
+    ledger: list[dict[str, Any]]
+    backups: list[dict[str, Any]]
+
+
+def _history_since(env: Environment, since: datetime) -> _History | None:
+    """Read the target's ledger entries that finished after the backup began, and all its backup rows.
+
+    They are carried into the restored database, so the failure that made an operator restore (and everything else
+    since the backup, including the backup's own row) stays on record after it. None when they cannot be read.
+    """
+    from tradedb import ledger
+    from tradedb.schema import has_state_table
+
+    try:
+        with connect_checked(env) as conn:
+            entries = [r for r in ledger.entries(conn) if r["finished_at"] >= since]
+            rows = []
+            if has_state_table(conn, "backups"):
+                rows = [dict(r) for r in conn.execute(text(f"SELECT * FROM {BACKUPS_TABLE}")).mappings()]
+        return _History(entries, rows)
+    except (TradeDBError, OperationalError, ProgrammingError) as exc:
+        log.warning("could not read the %s database's ledger to carry it over: %s", env.name, exc)
+        return None
+
+
+def _append_history(env: Environment, history: _History | None) -> None:
+    """Add what ``history`` holds and ``env`` does not (a run that ended during the dump's snapshot is in it)."""
+    from tradedb import ledger
+
+    if history is None or not (history.ledger or history.backups):
+        return
+
+    def key(row: dict[str, Any]) -> tuple:
+        return row["kind"], row["name"], row["direction"], row["started_at"]
+
+    names = set(ledger.LedgerEntry.__dataclass_fields__)
+    try:
+        with connect_checked(env) as conn:
+            present = {key(r) for r in ledger.entries(conn)}
+            for row in history.ledger:
+                if key(row) not in present:
+                    ledger.record(conn, ledger.LedgerEntry(**{k: v for k, v in row.items() if k in names}))
+            if history.backups:
+                ensure_backups_table(conn)
+                columns = list(history.backups[0])
+                values = ", ".join(
+                    "CAST(:checksums AS jsonb)" if c == "checksums" else f":{c}" for c in columns
+                )
+                for row in history.backups:
+                    conn.execute(
+                        text(
+                            f"INSERT INTO {BACKUPS_TABLE} ({', '.join(columns)}) VALUES ({values}) "
+                            "ON CONFLICT (id) DO NOTHING"
+                        ),
+                        {**row, "checksums": json.dumps(row["checksums"])},
+                    )
+    except (TradeDBError, OperationalError, ProgrammingError) as exc:
+        log.warning("could not carry the ledger over to the restored %s database: %s", env.name, exc)
+
+
+def _ledger(
+    engine: Engine,
+    *,
+    environment: str,
+    kind: str,
+    name: str,
+    launched_by: str,
+    started_at: datetime,
+    detail: dict[str, Any],
+    error: str | None = None,
+    size_before: int | None = None,
+) -> None:
+    """Record a backup or restore in the ledger of the database behind ``engine``; never raises."""
+    from tradedb import ledger
+
+    entry = ledger.LedgerEntry(
+        kind=kind,
+        name=name,
+        direction=kind,
+        environment=environment,
+        launched_by=launched_by,
+        run_id=launched_by.removeprefix("dagster:") if launched_by.startswith("dagster:") else None,
+        started_at=started_at,
+        finished_at=ledger.now(),
+        outcome="failure" if error else "success",
+        error=error,
+        db_size_before=size_before,
+        detail=detail,
+    )
+    ledger.record_apart(engine, entry)
+
+
+def _ledger_on(target: Environment, **entry: Any) -> None:
+    """Record a restore in the target's ledger (after the swap, the restored database's)."""
+    engine = make_engine(target)
+    try:
+        _ledger(engine, environment=target.name, **entry)
+    except Exception as exc:  # the target may be gone; the restore's outcome matters more than its record
+        log.warning("could not record the restore in the ledger: %s", exc)
+    finally:
+        engine.dispose()
