@@ -8,14 +8,20 @@ Works the same from plain ``alembic`` and from our code:
 - online runs take the session-level advisory lock so two migrations can never interleave, unless the caller
   already holds it (``config.attributes["lock_held"]``);
 - each revision commits on its own, so a contract revision refused for pending data leaves the database at the
-  last good revision, never half-applied.
+  last good revision, never half-applied;
+- DDL waits at most ``lock_timeout`` (``-x lock_timeout=10s``, ``TRADEDB_LOCK_TIMEOUT``, default 5s) for its lock,
+  in online runs and in the rendered ``--sql`` alike: a revision queued behind a long app transaction would
+  otherwise block every query on that table behind it; it fails instead, and is retried;
+- every step, from whichever entry point, is written to the ledger (``tradedb.ledger``) in the target database:
+  a success in the step's own transaction, a failure after its rollback. Callers name themselves with
+  ``config.attributes["launched_by"]`` / ``["run_id"]``; plain alembic is recorded as ``alembic:<user>@<host>``.
 """
 
 from alembic import context
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from tradedb import schema
+from tradedb import ledger, schema
 from tradedb.db import make_engine, unreachable
 from tradedb.guards import reset_data_on_downgrade
 from tradedb.locks import migration_lock
@@ -24,6 +30,7 @@ from tradedb.settings import Environment, resolve_environment
 
 config = context.config
 x_args = context.get_x_argument(as_dictionary=True)
+LOCK_TIMEOUT = schema.ddl_lock_timeout(x_args.get("lock_timeout"))
 
 if (
     config.config_file_name is not None
@@ -49,24 +56,47 @@ def run_migrations_offline() -> None:
     """Render SQL (``--sql``) without touching any database, so reviewing never needs a server."""
     context.configure(dialect_name="postgresql", literal_binds=True, **CONFIGURE_OPTS)
     with context.begin_transaction():
+        context.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
         context.run_migrations()
 
 
-def _run_on(connection: Connection) -> None:
-    context.configure(connection=connection, **CONFIGURE_OPTS)
-    with context.begin_transaction():
-        context.run_migrations()
+def _recorder(env_name: str, size_before: int | None) -> ledger.SchemaStepRecorder:
+    return ledger.SchemaStepRecorder(
+        env_name,
+        config.attributes.get("launched_by") or ledger.cli_user("alembic"),
+        config.attributes.get("run_id"),
+        size_before,
+    )
+
+
+def _run_on(connection: Connection, recorder: ledger.SchemaStepRecorder) -> None:
+    started_here = not connection.in_transaction()
+    connection.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+    if started_here:
+        connection.commit()
+    options = dict(CONFIGURE_OPTS, on_version_apply=[reset_data_on_downgrade, recorder.on_version_apply])
+    context.configure(connection=connection, **options)
+    recorder.watch(context.get_context())
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    except Exception as exc:
+        recorder.failed(connection, exc)
+        recorder.send_alerts()
+        raise
     if connection.in_transaction():
         # alembic leaves the outer transaction open when it was handed a Connection; committing here is what
         # keeps an upgrade from being silently rolled back when the caller closes the connection.
         connection.commit()
+    recorder.send_alerts()
 
 
 def run_migrations_online() -> None:
     """Run against the environment's database (or the connection the caller handed us)."""
     given = config.attributes.get("connection")
     if isinstance(given, Connection):
-        _run_on(given)
+        env = config.attributes.get("environment")
+        _run_on(given, _recorder(env.name if env else "given", None))
         return
     if isinstance(given, Engine):
         env = config.attributes.get("environment") or Environment("given", given.url, embedded=False)
@@ -79,7 +109,7 @@ def run_migrations_online() -> None:
             migration_lock(engine, env, held=bool(config.attributes.get("lock_held"))),
             engine.connect() as connection,
         ):
-            _run_on(connection)
+            _run_on(connection, _recorder(env.name, _size(engine)))
     except OperationalError as exc:
         if exc.connection_invalidated or "connect" in str(exc).lower():
             raise unreachable(env, exc) from None
@@ -87,6 +117,12 @@ def run_migrations_online() -> None:
     finally:
         if not isinstance(given, Engine):
             engine.dispose()
+
+
+def _size(engine: Engine) -> int | None:
+    """The database size before the first step (each step's size after is measured in its transaction)."""
+    with engine.connect() as conn:
+        return schema.database_size(conn)
 
 
 if context.is_offline_mode():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import run_cli
 from tests.helpers import current, scalar, seeded
 from tradedb import schema
+from tradedb.db import connect_checked
 from tradedb.errors import DataMigrationPending
 
 
@@ -47,3 +49,24 @@ def test_finalize_data_runs_pending_migrations_inline(env):
         )
         > 0
     )
+
+
+def test_a_rollback_gives_quarantined_rows_their_original_text_back(env):
+    """Downgrading a contract rebuilds the legacy column from typed data; quarantined rows have none, so their
+    original comes back from the quarantine before a further downgrade resets it (found by the rehearsal)."""
+    seeded(env, rows=300)
+    with connect_checked(env) as conn:
+        originals = dict(conn.execute(text("SELECT id, payload_raw FROM events")).all())
+    assert run_cli("-x", "finalize_data=true", "upgrade", "head", env=env, tool="alembic").returncode == 0
+    with connect_checked(env) as conn:
+        quarantined = list(
+            conn.scalars(
+                text("SELECT row_key FROM tradedb_migrations.quarantine WHERE migration = :m"),
+                {"m": "events.normalise_event_payload"},
+            )
+        )
+    assert quarantined
+    assert run_cli("downgrade", "0006", env=env, tool="alembic").returncode == 0
+    with connect_checked(env) as conn:
+        back = dict(conn.execute(text("SELECT id, payload_raw FROM events")).all())
+    assert {k: back[k] for k in quarantined} == {k: originals[k] for k in quarantined}

@@ -87,3 +87,25 @@ def reset_data_on_downgrade(ctx, step, heads, run_args) -> None:
     for migration in data_migrations.registry().values():
         if migration.after in removed:
             state.reset(ctx.connection, migration.name)
+
+
+def restore_quarantined_originals(migration_name: str, column: str) -> None:
+    """In a contract revision's ``downgrade()``: put back ``column`` as it was in the rows the migration quarantined.
+
+    The rebuilt legacy column comes from the typed data, which quarantined rows never got; their original value
+    lives only in the quarantine's copy of the row, and downgrading further would reset that quarantine. Copying it
+    back first is what keeps a rollback from losing the rows the migration could not read.
+    """
+    import data_migrations
+
+    m = data_migrations.get(migration_name)
+    sql = (
+        f"UPDATE {m.table} t SET {column} = q.row_data ->> '{column}' FROM {STATE_SCHEMA}.quarantine q "
+        f"WHERE q.migration = '{m.name}' AND q.row_key = t.{m.key} AND jsonb_exists(q.row_data, '{column}')"
+    )
+    if context.is_offline_mode():
+        op.execute(
+            f"DO $$ BEGIN IF to_regclass('{STATE_SCHEMA}.quarantine') IS NOT NULL THEN {sql}; END IF; END $$"
+        )
+    elif has_state_table(op.get_bind(), "quarantine"):
+        op.execute(sql)
