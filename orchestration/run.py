@@ -125,3 +125,14 @@ def first_error(events) -> str:
         if error is not None:
             return error.message.strip().splitlines()[-1]
     return "the run failed (see the Dagster event log)"
+
+
+def latest_rehearsal_report():
+    """The last rehearsal recorded on the persistent instance (for ``tradedb plan``), or None."""
+    ensure_dagster_home()
+    import dagster as dg
+
+    from orchestration.rehearsal.assets import latest_rehearsal
+
+    with dg.DagsterInstance.get() as instance:
+        return latest_rehearsal(instance)

@@ -57,7 +57,9 @@ def graph_snapshot() -> dict:
             "checks": sorted(c.name for c in node.check_keys),
         }
     jobs = sorted(job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__"))
-    return {"assets": specs, "jobs": jobs}
+    schedules = sorted(s.name for s in defs.schedules)
+    sensors = sorted(s.name for s in defs.sensors)
+    return {"assets": specs, "jobs": jobs, "schedules": schedules, "sensors": sensors}
 
 
 def test_definitions_load_and_match_the_snapshot():
@@ -67,9 +69,13 @@ def test_definitions_load_and_match_the_snapshot():
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
     assert snapshot == json.loads(SNAPSHOT.read_text())
-    assert len(snapshot["assets"]) == 3 * (len(schema.revisions()) + 4)
+    migration_assets = {
+        k: v for k, v in snapshot["assets"].items() if k.split("/")[0] in ("dev", "staging", "production")
+    }
+    assert len(migration_assets) == 3 * (len(schema.revisions()) + 4)
     assert {"deploy_dev", "deploy_staging", "deploy_production", "verify_production"} <= set(snapshot["jobs"])
-    assert {spec["group"] for spec in snapshot["assets"].values()} == {
+    assert {"rehearse_staging", "drift_watch"} <= set(snapshot["jobs"])
+    assert {spec["group"] for spec in migration_assets.values()} == {
         "common",
         "events",
         "setups",
@@ -77,6 +83,14 @@ def test_definitions_load_and_match_the_snapshot():
         "execution",
         "discord",
     }
+    assert set(snapshot["assets"]) - set(migration_assets) == {
+        "reports/dev",
+        "reports/staging",
+        "reports/production",
+        "rehearsal/staging",
+    }
+    assert snapshot["schedules"] == ["drift_watch_hourly", "production_window_deploy"]
+    assert snapshot["sensors"] == ["alert_on_long_runs", "alert_on_run_failure", "staging_rehearsal"]
 
 
 def test_graph_order_is_expand_then_data_then_contract():

@@ -72,6 +72,8 @@ def status(env_name: str, as_json: bool) -> None:
         console.print(table)
     else:
         console.print("[green]schema is up to date[/]")
+    for line in report["edited_revisions"]:
+        console.print(f"[red]edited after applying:[/] {line}")
     _print_data_status(report["data_migrations"])
 
 
@@ -209,21 +211,29 @@ def data_status(env_name: str, as_json: bool) -> None:
         _print_data_status(rows)
 
 
-def parse_deadline(value: str | None) -> datetime | None:
-    """Accept an ISO timestamp (naive = UTC) or a duration from now such as 90s, 30m, 2h."""
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # suffix -> seconds, for 90s, 30m, 2h, 7d
+
+
+def parse_time(value: str | None, *, option: str, ago: bool = False) -> datetime | None:
+    """Accept an ISO timestamp (naive = UTC) or a duration such as 90s, 30m, 2h, 7d: from now, or ``ago``."""
     if not value:
         return None
-    match = re.fullmatch(r"(\d+)([smh])", value.strip())
+    match = re.fullmatch(r"(\d+)([smhd])", value.strip())
     if match:
-        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
-        return datetime.now(UTC) + timedelta(seconds=seconds)
+        delta = timedelta(seconds=int(match.group(1)) * DURATION_UNITS[match.group(2)])
+        return datetime.now(UTC) - delta if ago else datetime.now(UTC) + delta
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise TradeDBError(
-            f"malformed --deadline {value!r}: use an ISO time (2026-11-28T06:00+00:00) or 30m/2h"
+            f"malformed {option} {value!r}: use an ISO time (2026-11-28T06:00+00:00) or 30m/2h/7d"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_deadline(value: str | None) -> datetime | None:
+    """A ``--deadline``: an ISO time, or a duration from now."""
+    return parse_time(value, option="--deadline")
 
 
 @data.command("run")
@@ -323,7 +333,7 @@ def data_revert(env_name: str, name: str, yes: bool) -> None:
     migration = get(name)
     if not yes:
         click.confirm(f"revert {migration.name} on {env.name} ({env.safe_url})?", abort=True)
-    ranges = engine.revert(env.url, migration.name)
+    ranges = engine.revert(env.url, migration.name, options=engine.RunOptions(environment=env.name))
     console.print(f"[green]✓[/] reverted {migration.name} on {env.name} in {ranges} range(s)")
 
 
@@ -356,11 +366,27 @@ def data_quarantine(env_name: str, name: str, limit: int, as_json: bool) -> None
 
 @cli.command()
 @env_option
-def deploy(env_name: str) -> None:
+@click.option(
+    "--override-window",
+    metavar="REASON",
+    help="Run outside the maintenance window; the reason is written to the ledger and alerted.",
+)
+@click.option(
+    "--deadline",
+    help="Stop data migrations by this time (ISO) or after this long (30m); never past the window.",
+)
+def deploy(env_name: str, override_window: str | None, deadline: str | None) -> None:
     """Run the Dagster job deploy_<env> (the one the UI launches): schema, data migrations, checks."""
     from tradedb.deploy_report import run_deploy_job
 
-    if not run_deploy_job(_env(env_name), console):
+    env = _env(env_name)
+    if override_window is None:
+        from tradedb.windows import require_window
+
+        require_window(env.name)  # refuse here, before Dagster starts, with the same message the run gives
+    elif not override_window.strip():
+        raise TradeDBError("--override-window needs a reason (it is recorded in the ledger)")
+    if not run_deploy_job(env, console, override_window=override_window, deadline=parse_deadline(deadline)):
         sys.exit(1)
 
 
@@ -401,17 +427,451 @@ def ui(port: int) -> None:
 # ----------------------------------------------------------------------------------------------- maintenance windows
 # (window status|next)
 
+# Only production has windows, so these default to it (not to TRADEDB_ENV): `tradedb window next` answers "when
+# can production be migrated" even in a shell that targets dev.
+window_env_option = click.option(
+    "--env",
+    "env_name",
+    default="production",
+    show_default=True,
+    help=f"Environment whose windows to show: {', '.join(ENVIRONMENTS)}.",
+)
+now_option = click.option("--now", "now_text", hidden=True, help="Pretend it is this ISO time (naive = UTC).")
+
+
+def _parse_now(value: str | None) -> datetime:
+    """The hidden ``--now``: reproducible output for tests and for "what would happen at 02:00 on Saturday"."""
+    if not value:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise TradeDBError(
+            f"malformed --now {value!r}: use an ISO time such as 2026-11-28T07:00+00:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _window_json(w, tz) -> dict:
+    from tradedb.windows import format_local
+
+    return {
+        "start": w.start.isoformat(),
+        "end": None if w.open_ended else w.end.isoformat(),
+        "deadline": w.deadline.isoformat() if w.deadline else None,
+        "start_local": format_local(w.start, tz),
+        "end_local": None if w.open_ended else format_local(w.end, tz),
+        "deadline_local": format_local(w.deadline, tz) if w.deadline else None,
+        "source": w.source,
+    }
+
+
+def _window_lines(w, tz, now: datetime | None = None) -> list[str]:
+    """Two lines per window: local wall clock with usable time and deadline, then UTC and where it comes from."""
+    from tradedb.windows import format_duration, format_local, format_utc
+
+    left = f", {format_duration(w.left(now))} left" if now is not None and w.contains(now) else ""
+    return [
+        f"{format_local(w.start, tz)} -> {format_local(w.end, tz)} (usable {format_duration(w.usable)}, "
+        f"deadline {format_local(w.deadline, tz)}{left})",
+        f"{format_utc(w.start)} -> {format_utc(w.end)}; {w.source}",
+    ]
+
+
+@cli.group()
+def window() -> None:
+    """Maintenance windows (windows.toml): when production may be migrated."""
+
+
+@window.command("status")
+@window_env_option
+@now_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def window_status(env_name: str, now_text: str | None, as_json: bool) -> None:
+    """Open or closed now, with the window's deadline and source.
+
+    The deadline is the window's end minus the margin: data migrations stop by then and no run starts after it.
+    """
+    from tradedb import windows
+    from tradedb.settings import current_environment_name
+
+    now = _parse_now(now_text)
+    pol = windows.policy(current_environment_name(env_name))
+    current = pol.window_at(now)
+    upcoming = None if current else pol.next_window(now)
+    reason = pol.describe() if pol.always else (None if current else windows.closed_reason(pol, now))
+    if as_json:
+        payload = {
+            "environment": pol.environment,
+            "now": now.astimezone(UTC).isoformat(),
+            "open": current is not None,
+            "always": pol.always,
+            "timezone": pol.timezone,
+            "margin_minutes": int(pol.margin.total_seconds() // 60),
+            "window": _window_json(current, pol.tz) if current and not pol.always else None,
+            "next": _window_json(upcoming, pol.tz) if upcoming else None,
+            "reason": reason,
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    if pol.always:
+        click.echo(f"{pol.environment}: OPEN - {reason}")
+        return
+    state = "OPEN" if current else "CLOSED"
+    click.echo(f"{pol.environment}: {state} at {windows.format_local(now, pol.tz)} ({pol.describe()})")
+    if current:
+        click.echo("  current window:")
+        lines = _window_lines(current, pol.tz, now)
+    else:
+        click.echo(f"  {reason}")
+        click.echo("  next window:")
+        lines = _window_lines(upcoming, pol.tz)
+    for line in lines:
+        click.echo(f"    {line}")
+
+
+@window.command("next")
+@window_env_option
+@now_option
+@click.option("--count", default=5, show_default=True, type=click.IntRange(1, 100), help="How many windows.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def window_next(env_name: str, now_text: str | None, count: int, as_json: bool) -> None:
+    """List the current window (if a run may still start in it) and the next ones."""
+    from tradedb import windows
+    from tradedb.settings import current_environment_name
+
+    now = _parse_now(now_text)
+    pol = windows.policy(current_environment_name(env_name))
+    found = pol.upcoming(now, count)
+    if as_json:
+        click.echo(json.dumps([_window_json(w, pol.tz) for w in found], indent=2))
+        return
+    if pol.always:
+        click.echo(f"{pol.environment}: {pol.describe()}")
+        return
+    if not found:
+        raise TradeDBError(
+            f"no maintenance window for {pol.environment} opens within a year: check {pol.source_file}"
+        )
+    click.echo(
+        f"{pol.environment}: {len(found)} window(s) from {windows.format_local(now, pol.tz)} ({pol.describe()})"
+    )
+    for i, w in enumerate(found, 1):
+        first, second = _window_lines(w, pol.tz, now)
+        click.echo(f"  {i:>2}. {first}")
+        click.echo(f"      {second}")
+
+
 # ----------------------------------------------------------------------------------------------- backups
 # (backup, restore)
+
+
+def _size(n: int) -> str:
+    """Bytes for people: 812 KB, 1.4 GB."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit in ("B", "KB") else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+@cli.command()
+@env_option
+@click.option(
+    "--reason", default="manual backup", show_default=True, help="Why (kept in the manifest and row)."
+)
+@click.option("--jobs", type=click.IntRange(1, 32), help="Parallel pg_dump workers (default [backups] jobs).")
+def backup(env_name: str, reason: str, jobs: int | None) -> None:
+    """Back up the database (pg_dump directory format) with table checksums of the same snapshot."""
+    from tradedb.backup import take_backup
+
+    env = _env(env_name)
+    with console.status(f"backing up {env.name} ({env.safe_url})"):
+        made = take_backup(env, reason=reason, jobs=jobs)
+    console.print(
+        f"[green]✓[/] backup [bold]{made.id}[/] of {env.name} at revision {made.revision or '(empty)'}"
+    )
+    console.print(f"  path: {made.path}")
+    console.print(
+        f"  {_size(made.size_bytes)}, {made.duration_s:.1f}s, {made.tables} tables checksummed, "
+        f"pg_dump {made.tool_version} with {made.jobs} job(s)"
+    )
+    if made.pruned:
+        console.print(f"  retention removed: {', '.join(made.pruned)}")
+
+
+@cli.command()
+@env_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the manifests).")
+@click.option("--prune", "do_prune", is_flag=True, help="Apply retention now ([backups] keep).")
+def backups(env_name: str, as_json: bool, do_prune: bool) -> None:
+    """List the backups of an environment, newest first (read from their manifests)."""
+    from tradedb.backup import environment_folder, list_backups, prune
+
+    if do_prune:
+        target: Environment | str = _env(env_name)
+        removed = prune(target)
+        err_console.print(f"pruned {len(removed)} backup(s)" + (f": {', '.join(removed)}" if removed else ""))
+    found = list_backups(env_name)
+    if as_json:
+        click.echo(json.dumps([b.manifest() for b in found], indent=2, default=str))
+        return
+    if not found:
+        console.print(f"no backups of {env_name} in {environment_folder(env_name)}")
+        return
+    table = Table(
+        title=f"{len(found)} backup(s) of {env_name} in {environment_folder(env_name)}", title_justify="left"
+    )
+    table.add_column("id (time_revision)", no_wrap=True)  # operators copy it into `tradedb restore`
+    table.add_column("size", no_wrap=True, justify="right")
+    for column in ("tables", "reason", "launched by"):
+        table.add_column(column, overflow="fold")
+    for b in found:
+        table.add_row(b.id, _size(b.size_bytes), str(b.tables), b.reason, b.launched_by)
+    console.print(table)
+
+
+@cli.command()
+@click.argument("backup_id")
+@env_option
+@click.option("--from-env", "source_name", help="Environment the backup was taken of (default: --env).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@click.option("--no-verify", is_flag=True, help="Skip comparing table checksums with the backup's.")
+@click.option("--jobs", type=click.IntRange(1, 32), help="Parallel pg_restore workers.")
+def restore(
+    backup_id: str, env_name: str, source_name: str | None, yes: bool, no_verify: bool, jobs: int | None
+) -> None:
+    """Replace a database with backup BACKUP_ID (or `latest`), verified before it goes live."""
+    from tradedb.backup import find_backup
+    from tradedb.backup import restore as run_restore
+    from tradedb.settings import current_environment_name
+
+    target = _env(env_name)
+    found = find_backup(current_environment_name(source_name or target.name), backup_id)
+    if not yes:
+        console.print(
+            f"the {target.name} database {target.safe_url} will be replaced by backup {found.id} of "
+            f"{found.environment} (revision {found.revision or '(empty)'}, taken {found.taken_at:%Y-%m-%d %H:%M} UTC)"
+        )
+        if target.name == "production":  # a y/N reflex is not enough here
+            typed = click.prompt("type production to restore into it", default="", show_default=False)
+            if typed != "production":
+                raise click.exceptions.Abort()
+        else:
+            click.confirm("restore?", abort=True)
+    with console.status(f"restoring {found.id} into {target.name}"):
+        result = run_restore(found, target, verify=not no_verify, allow_production=True, jobs=jobs)
+    checked = (
+        f"{result.tables_verified} tables verified against the backup's checksums"
+        if result.verified
+        else "not verified"
+    )
+    console.print(
+        f"[green]✓[/] restored {result.backup_id} ({result.source_environment}) into {result.target_environment} "
+        f"(database {result.database}) by {result.mode}"
+    )
+    console.print(f"  {checked}, {result.seconds:.1f}s")
+
 
 # ----------------------------------------------------------------------------------------------- rehearsal and plan
 # (rehearse, plan)
 
+
+@cli.command()
+def rehearse() -> None:
+    """Run the Dagster job rehearse_staging: refresh staging from production, deploy, check, round-trip."""
+    from orchestration.run import ensure_dagster_home, latest_rehearsal_report, run_job
+
+    staging = _env("staging")
+    console.print(f"[bold]rehearse on staging[/] ({staging.safe_url}), DAGSTER_HOME={ensure_dagster_home()}")
+    summary = run_job("rehearse_staging")
+    report = latest_rehearsal_report() if summary.success else None
+    if report is not None:
+        for line in report.summary():
+            console.print(line)
+    if not summary.success:
+        err_console.print(f"[red]rehearsal failed[/]: {summary.failure}")
+        sys.exit(1)
+    console.print(f"[green]rehearsal {report.fingerprint if report else ''} passed[/]; see `tradedb plan`")
+
+
+@cli.command()
+@env_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plan(env_name: str, as_json: bool) -> None:
+    """What a deploy would do now: steps, rehearsed durations and locks, window need, backup, rollback commands."""
+    from orchestration.run import latest_rehearsal_report
+    from tradedb.plan import build_plan
+
+    deployment = build_plan(_env(env_name), latest_rehearsal_report())
+    if as_json:
+        click.echo(json.dumps(deployment.to_json(), indent=2, default=str))
+        return
+    console.print(
+        f"[bold]{deployment.environment}[/]: {deployment.current or '(empty)'} -> {deployment.head}, "
+        f"{len(deployment.steps)} step(s) pending"
+    )
+    console.print(f"rehearsal: {deployment.rehearsal}")
+    console.print(f"backup to restore: {deployment.backup}")
+    if not deployment.steps:
+        console.print("[green]nothing pending[/]")
+        return
+    table = Table()
+    for column in ("step", "estimate", "longest lock", "window?", "rollback"):
+        table.add_column(column, overflow="fold")
+    for s in deployment.steps:
+        table.add_row(
+            f"{s.kind} {s.name}",
+            s.estimate_text,
+            s.lock_text,
+            ("[yellow]window[/]" if s.needs_window else "online") + f": {s.why}",
+            s.rollback,
+        )
+    console.print(table)
+    total = deployment.estimated_seconds
+    console.print(
+        "estimated total: "
+        + ("unknown (rehearse first)" if total is None else f"{total:,.1f} s")
+        + ("; needs a maintenance window" if deployment.needs_window else "; can run online")
+    )
+
+
 # ----------------------------------------------------------------------------------------------- lint
 # (lint)
 
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.argument("revisions", nargs=-1)
+def lint(revisions: tuple[str, ...], as_json: bool) -> None:
+    """Lint each revision's own SQL with squawk and check its documentation; exit 1 on any failing finding.
+
+    REVISIONS (ids, prefixes, head) limit the check; default: the whole history. A finding passes only when the
+    revision file acknowledges its rule with a reason in `lint_acknowledged`.
+    """
+    from tradedb import lint as linting
+
+    results = linting.lint_all(revisions or None)
+    failing = [r for r in results if not r.ok]
+    if as_json:
+        payload = {
+            "ok": not failing,
+            "pg_version": linting.PG_VERSION,
+            "revisions": [r.to_json() for r in results],
+        }
+        click.echo(json.dumps(payload, indent=2))
+        sys.exit(1 if failing else 0)
+    _print_lint(results)
+    if failing:
+        names = ", ".join(f"{r.revision} ({', '.join(sorted({f.rule for f in r.failing}))})" for r in failing)
+        err_console.print(
+            f"[red]ERROR:[/] {len(failing)} revision(s) fail lint: {names}. Fix the SQL or the documentation, or "
+            'accept a squawk rule in the revision file: lint_acknowledged = {"rule": "why it is safe here"}'
+        )
+        sys.exit(1)
+    acknowledged = sum(len(r.acknowledged) for r in results)
+    stale = sum(len(r.stale) for r in results)
+    console.print(
+        f"[green]✓[/] {len(results)} revision(s) lint clean: {acknowledged} acknowledged finding(s)"
+        + (f", [yellow]{stale} stale acknowledgement(s) to remove[/]" if stale else "")
+    )
+
+
+LINT_LOG_WIDTH = 160
+
+
+def _print_lint(results) -> None:
+    colours = {"failing": "red", "acknowledged": "dim", "stale": "yellow", "clean": "green"}
+    table = Table(title="migration lint (squawk + documentation)", title_justify="left", show_lines=False)
+    for column in ("revision", "feature", "rule", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("SQL lines", max_width=12)
+    table.add_column("message / reason", overflow="fold", ratio=1)
+    for r in results:
+        rows = r.rows() or [{"rule": "-", "status": "clean", "lines": [], "message": "", "reason": ""}]
+        for i, row in enumerate(rows):
+            # an acknowledged finding is explained by its reason; a failing or stale one by what is wrong
+            message = (
+                f"[dim]{row['reason']}[/]"
+                if row["status"] == "acknowledged"
+                else row["message"] + (f"\n[dim]acknowledged as: {row['reason']}[/]" if row["reason"] else "")
+            )
+            table.add_row(
+                r.revision if i == 0 else "",
+                r.feature if i == 0 else "",
+                row["rule"],
+                f"[{colours[row['status']]}]{row['status']}[/]",
+                ", ".join(map(str, row["lines"])) or "-",
+                message,
+                end_section=i == len(rows) - 1,
+            )
+    # CI logs are not terminals (rich would fold everything into 80 columns): give the reasons room there
+    (console if console.is_terminal else Console(width=LINT_LOG_WIDTH)).print(table)
+
+
 # ----------------------------------------------------------------------------------------------- ledger and reports
 # (report, ledger)
+
+
+@cli.command("report")
+@env_option
+@click.option("--since", help="Only entries started after this ISO time, or this long ago (30m, 12h, 7d).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a chart only with --out).")
+@click.option("--out", help="Where to write the chart PNG (default reports/<env>_<UTC time>.png).")
+@click.option("--no-chart", is_flag=True, help="Do not draw the chart.")
+@click.option("--slowest", default=5, show_default=True, type=click.IntRange(0, 99), help="Slowest shown.")
+def report_command(
+    env_name: str, since: str | None, as_json: bool, out: str | None, no_chart: bool, slowest: int
+) -> None:
+    """Success rates, step durations, slowest steps and database size from the ledger, with a chart."""
+    from tradedb import report as reports
+
+    result = reports.collect(
+        _env(env_name), since=parse_time(since, option="--since", ago=True), slowest=slowest
+    )
+    wanted = not no_chart and (out is not None or not as_json)
+    chart = reports.write_chart(result, out) if wanted and not result.empty else None
+    if as_json:
+        click.echo(reports.to_json_text(result, chart))
+        return
+    reports.render(result, console)
+    if chart is not None:
+        console.print(f"chart: {chart}")
+
+
+@cli.command("alerts")
+@click.option("--env", "env_name", help="Only this environment's alerts (default all); target of --test.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="How many alerts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--test", "test", is_flag=True, help="Post a test alert to the environment's webhook now.")
+def alerts_command(env_name: str | None, limit: int, as_json: bool, test: bool) -> None:
+    """List recent alerts from the alert log, or check that an environment's webhook works (--test)."""
+    from rich.markup import escape
+
+    from tradedb import alerts
+    from tradedb.settings import current_environment_name
+
+    if test:
+        name = current_environment_name(env_name)
+        outcome = alerts.send_test(name)
+        console.print(f"[green]✓[/] test alert delivered to the {name} webhook ({outcome.reason})")
+        return
+    rows = alerts.recent(limit, environment=env_name)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        console.print(f"no alerts in {alerts.log_path()}")
+        return
+    table = Table(title=f"last {len(rows)} alert(s) from {alerts.log_path()}", title_justify="left")
+    for column in ("time (UTC)", "env", "kind", "severity", "title", "delivery"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        cells = [r.get(k, "") for k in ("time", "environment", "kind", "severity", "title", "delivery")]
+        cells[0] = str(cells[0])[:19].replace("T", " ")
+        table.add_row(*(escape(str(c)) for c in cells))
+    console.print(table)
 
 
 def main() -> None:

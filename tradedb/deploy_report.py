@@ -6,21 +6,39 @@ terminal while the job runs; then a table of every asset step and check.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.console import Console
 from rich.table import Table
 
 from tradedb.settings import Environment
 
 
-def run_deploy_job(env: Environment, console: Console) -> bool:
-    """Run ``deploy_<env>`` on the persistent instance; print a summary; True when it succeeded."""
+def run_deploy_job(
+    env: Environment,
+    console: Console,
+    *,
+    override_window: str | None = None,
+    deadline: datetime | None = None,
+) -> bool:
+    """Run ``deploy_<env>`` on the persistent instance; print a summary; True when it succeeded.
+
+    ``override_window`` is the operator's reason to run outside the maintenance window (recorded and alerted).
+    """
+    from orchestration.resources import DEADLINE_TAG, OVERRIDE_TAG
     from orchestration.run import ensure_dagster_home, run_job
+    from tradedb.ledger import cli_user
 
     home = ensure_dagster_home()
     console.print(
         f"[bold]deploy {env.name}[/] ({env.safe_url}) through Dagster job deploy_{env.name} (DAGSTER_HOME={home})"
     )
-    summary = run_job(f"deploy_{env.name}", tags={"launched_by": "tradedb-cli"})
+    tags = {"launched_by": cli_user("cli")}
+    if override_window is not None:
+        tags[OVERRIDE_TAG] = override_window
+    if deadline is not None:
+        tags[DEADLINE_TAG] = deadline.isoformat()
+    summary = run_job(f"deploy_{env.name}", tags=tags)
     table = Table(title=f"run {summary.run_id}", title_justify="left")
     for column in ("step", "outcome", "figures"):
         table.add_column(column, overflow="fold")

@@ -6,7 +6,7 @@ orchestration agree. Plain ``alembic`` commands read the same ``alembic.ini`` an
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ class RevisionInfo:
     requires_data: tuple[str, ...]
     preserves_data: bool
     path: str
+    lint_acknowledged: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    """Squawk rules this revision accepts, with the reason (raw module attribute; ``tradedb.lint`` checks it)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +104,7 @@ def revision_info(script: Script) -> RevisionInfo:
         requires_data=tuple(getattr(module, "requires_data", ())),
         preserves_data=bool(getattr(module, "preserves_data", True)),
         path=str(Path(script.path).relative_to(project_root())),
+        lint_acknowledged=getattr(module, "lint_acknowledged", {}),
     )
 
 
@@ -161,17 +164,42 @@ def pending(env: Environment, current: str | None = None) -> list[RevisionInfo]:
     return list(all_revs[ids.index(current) + 1 :])
 
 
+DDL_LOCK_TIMEOUT = "5s"  # how long a schema step waits for its lock before failing (and being retried)
+
+
+def ddl_lock_timeout(explicit: str | None = None) -> str:
+    """The ``lock_timeout`` for schema steps: ``-x lock_timeout=``, else ``TRADEDB_LOCK_TIMEOUT``, else 5s."""
+    import os
+    import re
+
+    value = (explicit or os.environ.get("TRADEDB_LOCK_TIMEOUT") or DDL_LOCK_TIMEOUT).strip()
+    if not re.fullmatch(r"\d+\s*(ms|s|min)?", value):
+        raise TradeDBError(
+            f"malformed lock timeout {value!r}: use milliseconds or a unit, e.g. 5s, 500ms, 1min"
+        )
+    return value
+
+
+def _launched(attrs: dict) -> dict:
+    """Name our own callers in the ledger as the CLI unless they say otherwise (Dagster passes its run id)."""
+    if "launched_by" not in attrs:
+        from tradedb.ledger import cli_user
+
+        attrs["launched_by"] = cli_user("cli")
+    return attrs
+
+
 def upgrade(env: Environment, target: str = "head", **attrs) -> None:
-    """Upgrade the environment's database to ``target`` through Alembic (our env.py: lock, guards, commits)."""
-    command.upgrade(alembic_config(env, **attrs), target)
+    """Upgrade the environment's database to ``target`` through Alembic (our env.py: lock, guards, ledger)."""
+    command.upgrade(alembic_config(env, **_launched(attrs)), target)
 
 
 def downgrade(env: Environment, target: str, **attrs) -> None:
-    command.downgrade(alembic_config(env, **attrs), target)
+    command.downgrade(alembic_config(env, **_launched(attrs)), target)
 
 
 def stamp(env: Environment, target: str, **attrs) -> None:
-    command.stamp(alembic_config(env, **attrs), target)
+    command.stamp(alembic_config(env, **_launched(attrs)), target)
 
 
 def drift(env: Environment, metadata=None) -> list[str]:

@@ -1,4 +1,6 @@
-"""Jobs: ``deploy_<env>`` migrates everything pending in order; ``verify_<env>`` only runs the checks.
+"""Jobs: ``deploy_<env>`` migrates everything pending in order; ``verify_<env>`` only runs the checks;
+``rehearse_staging`` rehearses the deploy on staging; ``drift_watch`` checks every environment's schema and
+materialises the ledger reports.
 
 Both use the in-process executor: one process, so the migration lock resource lives for the whole run and the
 steps run one after another (the engine scales a data migration out with its own workers).
@@ -10,6 +12,8 @@ import dagster as dg
 
 import data_migrations
 from orchestration.environments import ENVIRONMENTS, data_key, revision_key
+from orchestration.monitoring.assets import report_key
+from orchestration.rehearsal.assets import REHEARSAL_KEY
 from tradedb import schema
 
 
@@ -40,4 +44,30 @@ def verify_job(env_name: str) -> dg.UnresolvedAssetJobDefinition:
     )
 
 
-defs = dg.Definitions(jobs=[job(env) for env in ENVIRONMENTS for job in (deploy_job, verify_job)])
+REHEARSE_JOB = "rehearse_staging"
+DRIFT_WATCH_JOB = "drift_watch"
+
+rehearse_job = dg.define_asset_job(
+    REHEARSE_JOB,
+    selection=dg.AssetSelection.assets(REHEARSAL_KEY),
+    description="Rehearse the production deploy on staging and measure it (durations, locks, round trip).",
+    executor_def=dg.in_process_executor,
+    tags={"environment": "staging", "kind": "rehearsal"},
+)
+
+drift_watch_job = dg.define_asset_job(
+    DRIFT_WATCH_JOB,
+    selection=dg.AssetSelection.assets(*(report_key(env) for env in ENVIRONMENTS))
+    | dg.AssetSelection.checks_for_assets(
+        *(revision_key(env, schema.revisions()[-1]) for env in ENVIRONMENTS)
+    ),
+    description="Every environment: schema against what its revision should contain, edited revisions, orphans; "
+    "and the ledger report. Drift fails a check and alerts.",
+    executor_def=dg.in_process_executor,
+    tags={"kind": "drift_watch"},
+)
+
+defs = dg.Definitions(
+    jobs=[job(env) for env in ENVIRONMENTS for job in (deploy_job, verify_job)]
+    + [rehearse_job, drift_watch_job]
+)

@@ -2,7 +2,8 @@
 
 Per data migration (blocking, so a failing check stops the contract revision that depends on it): nothing left
 unmigrated, quarantine reconciled, the declared invariants, row counts preserved. On each environment's head
-revision: the schema matches the models (no drift) and no foreign key points at nothing.
+revision: the schema is what its revision should contain (no drift; at head, the models), no foreign key points at
+nothing, and no applied revision file was edited afterwards. Drift and edited revisions also raise alerts.
 """
 
 import dagster as dg
@@ -11,7 +12,7 @@ import data_migrations
 from data_migrations import checks as core_checks
 from data_migrations.base import DataMigration
 from orchestration.environments import ENVIRONMENTS, data_key, revision_key
-from tradedb import schema
+from tradedb import alerts, drift_watch, ledger, schema
 from tradedb.db import connect_checked
 from tradedb.settings import resolve_environment
 
@@ -82,15 +83,21 @@ def head_checks(env_name: str) -> list[dg.AssetChecksDefinition]:
     key = revision_key(env_name, head)
 
     @dg.asset_check(
-        asset=key, name="schema_matches_models", description="no drift between models and database"
+        asset=key,
+        name="schema_matches_models",
+        description="no drift: the schema is what its revision should contain (the models at head)",
     )
     def no_drift() -> dg.AssetCheckResult:
-        lines = schema.drift(resolve_environment(env_name))
+        report = drift_watch.watch(resolve_environment(env_name))
+        if not report.ok:
+            alerts.send(env_name, alerts.DRIFT, f"schema drift on {env_name}", report.summary())
         return dg.AssetCheckResult(
-            passed=not lines,
+            passed=report.ok,
             metadata={
-                "differences": len(lines),
-                "diff": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
+                "revision": report.revision or "base",
+                "compared_with": report.against,
+                "differences": len(report.differences),
+                "diff": dg.MetadataValue.md("\n".join(f"- {x}" for x in report.differences) or "none"),
             },
         )
 
@@ -99,7 +106,27 @@ def head_checks(env_name: str) -> list[dg.AssetChecksDefinition]:
         with connect_checked(resolve_environment(env_name)) as conn:
             return as_result([core_checks.foreign_key_orphans(conn)])
 
-    return [no_drift, no_orphans]
+    @dg.asset_check(
+        asset=key,
+        name="revision_files_unchanged",
+        description="no applied revision's file was edited after the ledger recorded it",
+    )
+    def unchanged() -> dg.AssetCheckResult:
+        with connect_checked(resolve_environment(env_name)) as conn:
+            edited = ledger.edited_revisions(conn)
+        for e in edited:
+            alerts.send(
+                env_name, alerts.EDITED_REVISION, f"revision {e.revision} edited after applying", e.describe()
+            )
+        return dg.AssetCheckResult(
+            passed=not edited,
+            metadata={
+                "edited": len(edited),
+                "detail": dg.MetadataValue.md("\n".join(f"- {e.describe()}" for e in edited) or "none"),
+            },
+        )
+
+    return [no_drift, no_orphans, unchanged]
 
 
 def build() -> list[dg.AssetChecksDefinition]:

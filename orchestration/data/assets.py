@@ -10,10 +10,11 @@ import data_migrations
 from data_migrations.base import DataMigration
 from data_migrations.progress import log_reporter
 from orchestration.environments import ENVIRONMENTS, SCHEMA_POOL, data_key, revision_key
-from orchestration.resources import HeldLocks
+from orchestration.resources import RunGuard
 from orchestration.steps import RETRY, core_call, size_and_rows
 from tradedb import schema
 from tradedb.pipeline import run_data_migration
+from tradedb.rehearsal import deploy_priority
 
 
 def data_asset(env_name: str, m: DataMigration) -> dg.AssetsDefinition:
@@ -40,11 +41,20 @@ def data_asset(env_name: str, m: DataMigration) -> dg.AssetsDefinition:
         tags={"environment": env_name, "step": "data"},
         pool=SCHEMA_POOL,
         retry_policy=RETRY,
+        op_tags={"dagster/priority": str(deploy_priority("data", m.name))},
     )
-    def _data(context: dg.AssetExecutionContext, locks: dg.ResourceParam[HeldLocks]) -> dg.MaterializeResult:
-        env = core_call(lambda: locks.hold(env_name))
+    def _data(context: dg.AssetExecutionContext, guard: dg.ResourceParam[RunGuard]) -> dg.MaterializeResult:
+        env = core_call(lambda: guard.hold(env_name))
         size_before, rows_before = size_and_rows(env, m.table)
-        result = core_call(lambda: run_data_migration(env, m.name, on_progress=log_reporter(context.log)))
+        result = core_call(
+            lambda: run_data_migration(
+                env,
+                m.name,
+                deadline=guard.deadline(env_name),
+                on_progress=log_reporter(context.log),
+                run_id=context.run.run_id,
+            )
+        )
         size_after, rows_after = size_and_rows(env, m.table)
         metadata = {
             **result.metadata(),
@@ -52,6 +62,7 @@ def data_asset(env_name: str, m: DataMigration) -> dg.AssetsDefinition:
             "table_rows_after": rows_after,
             "db_size_before_bytes": size_before,
             "db_size_after_bytes": size_after,
+            **guard.planned(env_name, "data", m.name),
         }
         if result.status != "finished":
             raise dg.Failure(

@@ -10,10 +10,12 @@ import dagster as dg
 
 import data_migrations
 from orchestration.environments import ENVIRONMENTS, SCHEMA_POOL, data_key, revision_key
-from orchestration.resources import HeldLocks
+from orchestration.resources import RunGuard
 from orchestration.steps import RETRY, core_call, size_and_rows
-from tradedb import schema
+from tradedb import lint, schema
+from tradedb.errors import TradeDBError
 from tradedb.pipeline import apply_revision
+from tradedb.rehearsal import deploy_priority
 from tradedb.schema import RevisionInfo
 
 
@@ -27,7 +29,17 @@ def revision_metadata(info: RevisionInfo) -> dict:
         "preserves_data": info.preserves_data,
         "file": info.path,
         "sql": dg.MetadataValue.md(f"```sql\n{schema.render_sql(info.revision)}\n```"),
+        **lint_metadata(info),
     }
+
+
+def lint_metadata(info: RevisionInfo) -> dict:
+    """Squawk and documentation findings (``tradedb lint``); the code location still loads without squawk."""
+    try:
+        result = lint.lint_by_revision()[info.revision]
+    except TradeDBError as exc:  # squawk is a dev extra: a production code location may not have it
+        return {"lint": f"unavailable: {exc}"}
+    return {"lint": result.summary, "lint_findings": dg.MetadataValue.md(result.markdown())}
 
 
 def revision_asset(env_name: str, info: RevisionInfo, previous: RevisionInfo | None) -> dg.AssetsDefinition:
@@ -44,14 +56,22 @@ def revision_asset(env_name: str, info: RevisionInfo, previous: RevisionInfo | N
         tags={"environment": env_name, "step": "schema"},
         pool=SCHEMA_POOL,
         retry_policy=RETRY,
+        op_tags={"dagster/priority": str(deploy_priority("schema", info.revision))},
     )
     def _revision(
-        context: dg.AssetExecutionContext, locks: dg.ResourceParam[HeldLocks]
+        context: dg.AssetExecutionContext, guard: dg.ResourceParam[RunGuard]
     ) -> dg.MaterializeResult:
-        env = core_call(lambda: locks.hold(env_name))
+        env = core_call(lambda: guard.hold(env_name))
         size_before, _ = size_and_rows(env)
         started = time.monotonic()
-        outcome = core_call(lambda: apply_revision(env, info.revision))
+        outcome = core_call(
+            lambda: apply_revision(
+                env,
+                info.revision,
+                run_id=context.run.run_id,
+                before_change=lambda: guard.before_schema_change(env_name),
+            )
+        )
         size_after, _ = size_and_rows(env)
         context.log.info(f"{env_name} {info.revision}: {outcome.detail}")
         return dg.MaterializeResult(
@@ -62,6 +82,8 @@ def revision_asset(env_name: str, info: RevisionInfo, previous: RevisionInfo | N
                 "db_size_before_bytes": size_before,
                 "db_size_after_bytes": size_after,
                 "db_size_change_bytes": size_after - size_before,
+                "backup": guard.backup_id(env_name) or "-",
+                **guard.planned(env_name, "schema", info.revision),
             }
         )
 

@@ -1,0 +1,67 @@
+"""Schedules: the production deploy at each maintenance window, and the drift watch.
+
+The window schedule ticks every ``TICK_MINUTES`` and lets ``tradedb.windows.decide_launch`` decide: it launches
+once per window (the run key is the window's start) and otherwise skips with the reason the UI shows in the
+schedule's tick history: nothing pending, outside the window, or the rehearsed duration does not fit the time
+left. Both start stopped: an operator turns on automation for production deliberately (Automation tab, or
+``dagster schedule start production_window_deploy``).
+"""
+
+import dagster as dg
+
+from orchestration.automation.jobs import DRIFT_WATCH_JOB
+from orchestration.rehearsal.assets import latest_rehearsal
+from tradedb import plan, windows
+from tradedb.settings import resolve_environment
+
+TICK_MINUTES = 15  # how late after a window opens the deploy may start
+DRIFT_WATCH_CRON = "7 * * * *"  # hourly, off the hour
+
+
+def window_decision(instance: dg.DagsterInstance, now) -> tuple[windows.Decision, plan.Plan]:
+    """What the production schedule should do at ``now``: the plan of what is pending and the window verdict."""
+    env = resolve_environment("production")
+    deployment = plan.build_plan(env, latest_rehearsal(instance))
+    decision = windows.decide_launch(
+        windows.policy("production"),
+        now,
+        pending_steps=len(deployment.steps),
+        estimated_seconds=deployment.estimated_seconds,
+    )
+    return decision, deployment
+
+
+@dg.schedule(
+    name="production_window_deploy",
+    job_name="deploy_production",
+    cron_schedule=f"*/{TICK_MINUTES} * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Deploy production at the start of each maintenance window when what is pending fits in it.",
+)
+def production_window_deploy(context: dg.ScheduleEvaluationContext):
+    decision, deployment = window_decision(context.instance, context.scheduled_execution_time)
+    if not decision.launch:
+        return dg.SkipReason(decision.reason)
+    return dg.RunRequest(
+        run_key=decision.run_key,
+        tags={
+            "tradedb/window": f"{decision.window.start:%Y-%m-%dT%H:%MZ}/{decision.window.end:%Y-%m-%dT%H:%MZ}"
+            if decision.window
+            else "-",
+            "tradedb/decision": decision.reason[:200],
+            "tradedb/pending_steps": str(len(deployment.steps)),
+        },
+    )
+
+
+drift_watch_schedule = dg.ScheduleDefinition(
+    name="drift_watch_hourly",
+    job_name=DRIFT_WATCH_JOB,
+    cron_schedule=DRIFT_WATCH_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Compare every environment's schema with what its revision should contain; alert on drift.",
+)
+
+defs = dg.Definitions(schedules=[production_window_deploy, drift_watch_schedule])

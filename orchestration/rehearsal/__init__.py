@@ -1,0 +1,1 @@
+"""Staging rehearsal: the asset whose materialisations hold what each rehearsal measured."""

@@ -1,0 +1,247 @@
+"""Production safety through Dagster for real: the window gate in the run, its override, the backup before a
+change, a deadline stop resumed by the next run, the staging rehearsal job and its sensor, the window schedule's
+decisions from real rehearsal figures, the deployment plan, drift watch, and the alert sensors."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from orchestration.automation.schedules import production_window_deploy
+from orchestration.automation.sensors import alert_on_long_runs, alert_on_run_failure, staging_rehearsal
+from orchestration.definitions import defs
+from orchestration.rehearsal.assets import latest_rehearsal
+from orchestration.resources import DEADLINE_TAG, OVERRIDE_TAG
+from tests.conftest import run_cli
+from tests.helpers import current, execute, seeded
+from tradedb import alerts, ledger, schema
+from tradedb.db import connect_checked
+from tradedb.plan import build_plan
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def url_of(env) -> str:
+    return env.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def site(make_database, monkeypatch, tmp_path):
+    """Three fresh databases as dev/staging/production, our own windows file, backups folder and alert log."""
+    envs = {name: make_database(name) for name in ("dev", "staging", "production")}
+    for name, env in envs.items():
+        monkeypatch.setenv(f"TRADEDB_{name.upper()}_URL", url_of(env))
+    monkeypatch.setenv("TRADEDB_WINDOWS", str(tmp_path / "windows.toml"))
+    write_windows(tmp_path, open_now=True)
+    return envs
+
+
+def write_windows(tmp_path, *, open_now: bool) -> None:
+    """Production open all week (margin 0), or only on a day that is not today (so closed now)."""
+    today = datetime.now(UTC).weekday()
+    if open_now:
+        slots = ", ".join(f'{{ days = ["{d}"], start = "00:00", end = "24:00" }}' for d in DAYS)
+        margin = 0
+    else:
+        slots = f'{{ days = ["{DAYS[(today + 3) % 7]}"], start = "02:00", end = "03:00" }}'
+        margin = 15
+    (tmp_path / "windows.toml").write_text(
+        f'[production]\ntimezone = "UTC"\nmargin_minutes = {margin}\nslots = [{slots}]\n'
+    )
+
+
+def deploy(instance, tags=None) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def("deploy_production").execute_in_process(
+        instance=instance, raise_on_error=False, tags=tags or {}
+    )
+
+
+def alert_kinds() -> list[str]:
+    return [a["kind"] for a in alerts.recent(100)]
+
+
+def ledger_rows(env, **where) -> list[dict]:
+    with connect_checked(env) as conn:
+        rows = ledger.entries(conn)
+    return [r for r in rows if all(r[k] == v for k, v in where.items())]
+
+
+def test_outside_the_window_the_run_is_refused_unless_overridden_with_a_reason(site, tmp_path):
+    production = seeded(site["production"], rows=200)
+    write_windows(tmp_path, open_now=False)
+    with dg.instance_for_test() as instance:
+        refused = deploy(instance)
+        assert not refused.success
+        failure = refused.get_run_failure_event()
+        assert current(production) == "0006"  # nothing changed
+        assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").rglob("manifest.json"))
+        messages = " ".join(
+            e.step_failure_data.user_failure_data.description
+            for e in refused.all_events
+            if e.is_step_failure and e.step_failure_data.user_failure_data
+        )
+        assert "production run refused" in messages and "override" in messages
+
+        # the run failure sensor turns it into one alert
+        context = dg.build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure",
+            dagster_event=failure,
+            dagster_instance=instance,
+            dagster_run=refused.dagster_run,
+        ).for_run_failure()
+        alert_on_run_failure(context)
+        assert alert_kinds() == [alerts.RUN_FAILED]
+
+        blank = deploy(instance, {OVERRIDE_TAG: "   "})
+        assert not blank.success and current(production) == "0006"
+
+        done = deploy(instance, {OVERRIDE_TAG: "hotfix TRD-999 approved by the desk lead"})
+        assert done.success, done.get_run_failure_event()
+    assert current(production) == schema.head()
+    (override,) = ledger_rows(production, kind="override")
+    assert override["detail"]["reason"] == "hotfix TRD-999 approved by the desk lead"
+    assert override["run_id"] == done.run_id
+    assert alerts.WINDOW_OVERRIDE in alert_kinds()
+    # one verified backup, taken before the first schema change, named in the steps' metadata
+    manifests = list((tmp_path / "backups").rglob("manifest.json"))
+    assert len(manifests) == 1
+    backup_id = json.loads(manifests[0].read_text())["id"]
+    first = next(
+        m
+        for m in done.get_asset_materialization_events()
+        if m.asset_key == dg.AssetKey(["production", "execution", "rev_0007"])
+        or m.asset_key.path[-1] == "rev_0007"
+    )
+    assert first.materialization.metadata["backup"].value == backup_id
+
+
+def test_a_deadline_stops_the_run_cleanly_and_the_next_window_resumes(site):
+    production = seeded(site["production"], rows=300, to="0008")
+    with dg.instance_for_test() as instance:
+        soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+        first = deploy(instance, {DEADLINE_TAG: soon})
+        assert not first.success
+        assert current(production) == "0008"  # no schema step started past the deadline
+        (stopped,) = ledger_rows(production, kind="data")
+        assert stopped["name"] == "execution.backfill_trade_notional" and stopped["outcome"] == "stopped"
+        assert "deadline" in stopped["error"]
+
+        second = deploy(instance)
+        assert second.success
+    assert current(production) == schema.head()
+    runs = ledger_rows(production, kind="data", name="execution.backfill_trade_notional")
+    assert [r["outcome"] for r in runs] == ["stopped", "success"]
+
+
+def test_rehearsal_job_sensor_schedule_and_plan(site, tmp_path):
+    production = seeded(site["production"], rows=300)
+    with dg.instance_for_test() as instance:
+        # no rehearsal yet: the sensor asks for one, keyed by the code's fingerprint
+        request = staging_rehearsal(dg.build_sensor_context(instance=instance))
+        assert isinstance(request, dg.RunRequest) and request.run_key.startswith("rehearsal-")
+
+        result = defs.resolve_job_def("rehearse_staging").execute_in_process(
+            instance=instance, raise_on_error=False, tags=request.tags
+        )
+        assert result.success, result.get_run_failure_event()
+        report = latest_rehearsal(instance)
+        assert report is not None and report.ok and report.round_trip_ok
+        assert report.start_revision == "0006" and report.head == schema.head()
+        assert {s.name for s in report.steps} >= {"0007", "0017", "execution.backfill_trade_notional"}
+        assert all(s.rows for s in report.steps if s.kind == "data")
+        assert current(site["staging"]) == schema.head() and current(production) == "0006"
+
+        # the same code again: the sensor skips, so one rehearsal per change
+        again = staging_rehearsal(dg.build_sensor_context(instance=instance))
+        assert isinstance(again, dg.SkipReason) and report.fingerprint in again.skip_message
+
+        # the plan uses the rehearsal's figures
+        plan = build_plan(production, report)
+        assert plan.rehearsal_current and plan.estimated_seconds == pytest.approx(report.deploy_seconds)
+        assert [s.name for s in plan.steps][0] == "0007"
+        step = next(s for s in plan.steps if s.name == "0013")
+        assert step.needs_window and step.rollback == "alembic -x env=production downgrade 0012"
+        data = next(s for s in plan.steps if s.name == "execution.backfill_trade_notional")
+        assert not data.needs_window and data.rollback.startswith("tradedb data revert")
+
+        # the schedule: inside with time to spare launches once per window; too close to the end skips
+        write_windows_for_schedule(tmp_path)
+        opened = datetime(2026, 11, 25, 10, 5, tzinfo=UTC)
+        launch = production_window_deploy(
+            dg.build_schedule_context(instance, scheduled_execution_time=opened)
+        )
+        assert isinstance(launch, dg.RunRequest) and launch.run_key == "window-20261125T1000Z"
+        late = datetime(2026, 11, 25, 11, 44, 59, 500_000, tzinfo=UTC)
+        skip = production_window_deploy(dg.build_schedule_context(instance, scheduled_execution_time=late))
+        assert isinstance(skip, dg.SkipReason) and "does not fit" in skip.skip_message
+        outside = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
+        skip = production_window_deploy(dg.build_schedule_context(instance, scheduled_execution_time=outside))
+        assert isinstance(skip, dg.SkipReason) and "outside" in skip.skip_message
+
+        upgraded = run_cli("-x", "finalize_data=true", "upgrade", "head", env=production, tool="alembic")
+        assert upgraded.returncode == 0, upgraded.stderr
+        skip = production_window_deploy(dg.build_schedule_context(instance, scheduled_execution_time=opened))
+        assert isinstance(skip, dg.SkipReason) and skip.skip_message == "nothing pending"
+
+
+def write_windows_for_schedule(tmp_path) -> None:
+    """Wednesdays 10:00-12:00 UTC with a 15 minute margin (2026-11-25 is a Wednesday)."""
+    (tmp_path / "windows.toml").write_text(
+        '[production]\ntimezone = "UTC"\nmargin_minutes = 15\n'
+        'slots = [{ days = ["wed"], start = "10:00", end = "12:00" }]\n'
+    )
+
+
+def test_drift_watch_job_catches_a_manual_alter_table_and_alerts(site):
+    for env in site.values():
+        schema.upgrade(env, "head")
+    schema.downgrade(site["staging"], "0010")  # behind head: compared with what 0010 should contain
+    execute(site["production"], "ALTER TABLE trades ADD COLUMN hotfix_note text")
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("drift_watch").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        verdicts = {
+            (e.asset_key.path[0], e.check_name): e.passed for e in result.get_asset_check_evaluations()
+        }
+        assert verdicts[("production", "schema_matches_models")] is False
+        assert verdicts[("staging", "schema_matches_models")] is True
+        assert verdicts[("dev", "schema_matches_models")] is True
+        assert verdicts[("production", "revision_files_unchanged")] is True
+        reports = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+        assert reports == {"dev", "staging", "production"}
+    (drift,) = [a for a in alerts.recent(50) if a["kind"] == alerts.DRIFT]
+    assert drift["environment"] == "production" and "hotfix_note" in drift["detail"]
+
+
+def test_long_running_runs_alert_once(site, monkeypatch):
+    import orchestration.automation.sensors as sensors
+
+    monkeypatch.setattr(sensors, "DEFAULT_EXPECTED_S", 0.05)
+    with dg.instance_for_test() as instance:
+        run = instance.create_run_for_job(
+            job_def=defs.resolve_job_def("verify_dev"), tags={"environment": "dev"}
+        )
+        instance.handle_run_event(
+            run.run_id,
+            dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
+        )
+        time.sleep(0.3)
+        context = dg.build_sensor_context(instance=instance)
+        alert_on_long_runs(context)
+        alert_on_long_runs(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+    long_runs = [a for a in alerts.recent(10) if a["kind"] == alerts.LONG_RUNNING]
+    assert len(long_runs) == 1 and "verify_dev" in long_runs[0]["title"]
+
+
+def test_a_production_downgrade_from_plain_alembic_alerts(site):
+    production = site["production"]
+    schema.upgrade(production, "0003")
+    result = run_cli("-x", "env=production", "downgrade", "-1", env=production, tool="alembic")
+    assert result.returncode == 0, result.stderr
+    (alert,) = [a for a in alerts.recent(10) if a["kind"] == alerts.DOWNGRADE]
+    assert alert["environment"] == "production" and "0003" in alert["title"]
