@@ -5,6 +5,8 @@ decisions from real rehearsal figures, the deployment plan, drift watch, and the
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -99,13 +101,24 @@ def test_outside_the_window_the_run_is_refused_unless_overridden_with_a_reason(s
         blank = deploy(instance, {OVERRIDE_TAG: "   "})
         assert not blank.success and current(production) == "0006"
 
-        done = deploy(instance, {OVERRIDE_TAG: "hotfix TRD-999 approved by the desk lead"})
+        # a webhook that is down never breaks the run; the alert stays in the log, marked failed
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            dead_webhook = f"http://127.0.0.1:{closed.getsockname()[1]}/hook"
+        os.environ["TRADEDB_PRODUCTION_ALERT_WEBHOOK"] = dead_webhook
+        try:
+            done = deploy(instance, {OVERRIDE_TAG: "hotfix TRD-999 approved by the desk lead"})
+        finally:
+            del os.environ["TRADEDB_PRODUCTION_ALERT_WEBHOOK"]
         assert done.success, done.get_run_failure_event()
     assert current(production) == schema.head()
     (override,) = ledger_rows(production, kind="override")
     assert override["detail"]["reason"] == "hotfix TRD-999 approved by the desk lead"
     assert override["run_id"] == done.run_id
-    assert alerts.WINDOW_OVERRIDE in alert_kinds()
+    (override_alert,) = [a for a in alerts.recent(50) if a["kind"] == alerts.WINDOW_OVERRIDE]
+    assert override_alert["delivery"].startswith("failed")
+    schema_rows = ledger_rows(production, kind="schema", direction="upgrade")
+    assert {r["launched_by"] for r in schema_rows if r["name"] > "0006"} == {f"dagster:{done.run_id}"}
     # one verified backup, taken before the first schema change, named in the steps' metadata
     manifests = list((tmp_path / "backups").rglob("manifest.json"))
     assert len(manifests) == 1
@@ -245,3 +258,107 @@ def test_a_production_downgrade_from_plain_alembic_alerts(site):
     assert result.returncode == 0, result.stderr
     (alert,) = [a for a in alerts.recent(10) if a["kind"] == alerts.DOWNGRADE]
     assert alert["environment"] == "production" and "0003" in alert["title"]
+
+
+def test_a_production_run_without_a_backup_changes_nothing(site, tmp_path, monkeypatch):
+    """No pg_dump that can serve: the run fails before the first schema change and alerts."""
+    production = seeded(site["production"], rows=100)
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    monkeypatch.setenv("TRADEDB_PG_BIN", str(empty))
+    monkeypatch.setenv("TRADEDB_PG_BUNDLED", "0")
+    monkeypatch.setenv("PATH", str(empty))
+    with dg.instance_for_test() as instance:
+        result = deploy(instance, {OVERRIDE_TAG: "testing the backup rule"})
+    assert not result.success
+    assert current(production) == "0006"
+    assert not ledger_rows(production, kind="schema", direction="upgrade", outcome="success")[6:]
+    assert alerts.BACKUP_FAILED in alert_kinds()
+
+
+def test_the_window_end_is_the_runs_deadline(site, tmp_path):
+    """Open all of today (UTC) with a 15 minute margin: data migrations must stop at 23:45 tonight."""
+    from contextlib import ExitStack
+
+    from orchestration.resources import RunGuard
+
+    today = datetime.now(UTC)
+    (tmp_path / "windows.toml").write_text(
+        '[production]\ntimezone = "UTC"\nmargin_minutes = 15\n'
+        f'slots = [{{ days = ["{DAYS[today.weekday()]}"], start = "00:00", end = "24:00" }}]\n'
+    )
+    if today.hour == 23 and today.minute >= 45:
+        pytest.skip("inside the margin at the end of the UTC day")
+    midnight = datetime(today.year, today.month, today.day, tzinfo=UTC) + timedelta(days=1)
+    with ExitStack() as stack:
+        assert RunGuard(stack, "run-1", {}).deadline("production") == midnight - timedelta(minutes=15)
+    earlier = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    with ExitStack() as stack:  # an operator's earlier deadline wins; a later one could not extend the window
+        assert RunGuard(stack, "run-2", {DEADLINE_TAG: earlier.isoformat()}).deadline("production") == earlier
+
+
+def test_a_ddl_lock_timeout_is_recorded_and_retried_by_dagster(site, monkeypatch):
+    """An app transaction holds instruments: 0007 gives up after lock_timeout, is recorded, retried, applied."""
+    import threading
+
+    from sqlalchemy import create_engine, text
+
+    dev = seeded(site["dev"], rows=100)
+    monkeypatch.setenv("TRADEDB_LOCK_TIMEOUT", "300ms")
+    app = create_engine(dev.url)
+    holding = threading.Event()
+
+    def hold_the_table() -> None:
+        """Hold the lock until 0007's first attempt has given up (the ledger says so), never past a minute."""
+        with app.begin() as conn:
+            conn.execute(text("LOCK TABLE instruments IN ACCESS EXCLUSIVE MODE"))
+            holding.set()
+            give_up = time.monotonic() + 60
+            while time.monotonic() < give_up and not ledger_rows(dev, kind="schema", name="0007"):
+                time.sleep(0.1)
+
+    holder = threading.Thread(target=hold_the_table)
+    holder.start()
+    holding.wait(10)
+    try:
+        with dg.instance_for_test() as instance:
+            result = defs.resolve_job_def("deploy_dev").execute_in_process(
+                instance=instance, raise_on_error=False
+            )
+    finally:
+        holder.join()
+        app.dispose()
+    assert result.success
+    attempts = ledger_rows(dev, kind="schema", name="0007")
+    assert [r["outcome"] for r in attempts] == ["failure", "success"]
+    assert "lock timeout" in attempts[0]["error"]
+    assert {r["launched_by"] for r in attempts} == {f"dagster:{result.run_id}"}
+    assert all(r["run_id"] == result.run_id for r in attempts)
+
+
+def test_rehearse_plan_and_deploy_from_the_cli(site, tmp_path):
+    production = seeded(site["production"], rows=200)
+    extra = {f"TRADEDB_{name.upper()}_URL": url_of(env) for name, env in site.items()}
+    extra |= {
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "TRADEDB_WINDOWS": str(tmp_path / "windows.toml"),
+    }
+
+    before = json.loads(run_cli("plan", "--env", "production", "--json", extra=extra).stdout)
+    assert before["estimated_seconds"] is None and "none yet" in before["rehearsal"]
+
+    rehearsed = run_cli("rehearse", extra=extra, timeout=300)
+    assert rehearsed.returncode == 0, rehearsed.stderr
+    assert "round trip: ok" in rehearsed.stdout and "passed" in rehearsed.stdout
+
+    plan = json.loads(run_cli("plan", "--env", "production", "--json", extra=extra).stdout)
+    assert plan["current"] == "0006" and plan["rehearsal_current"] and plan["estimated_seconds"] > 0
+    assert plan["steps"][0]["name"] == "0007" and all(s["estimated_s"] is not None for s in plan["steps"])
+    assert "downgrade 0006" in plan["steps"][0]["rollback"]
+
+    write_windows(tmp_path, open_now=False)
+    refused = run_cli("deploy", "--env", "production", extra=extra)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: production run refused")
+    blank = run_cli("deploy", "--env", "production", "--override-window", " ", extra=extra)
+    assert blank.returncode == 1 and "needs a reason" in blank.stderr
+    assert current(production) == "0006"
