@@ -104,6 +104,11 @@ class RunResult:
     batch_rows: list[int] = field(default_factory=list)
 
     @property
+    def stopped_at_deadline(self) -> bool:
+        """Stopped on purpose before the deadline (both deadline stops in ``_between_batches`` say so)."""
+        return self.status == "interrupted" and "deadline" in (self.stop_reason or "")
+
+    @property
     def rows_per_s(self) -> float:
         return self.rows_done / self.seconds if self.seconds > 0 else 0.0
 
@@ -196,10 +201,22 @@ def revert(
             engine.dispose()
 
 
-def finalize_inline(conn: Connection, names: list[str]) -> None:
-    """Finish ``names`` now (alembic ``-x finalize_data=true``): the engine, on the migration's own server."""
+def finalize_inline(
+    conn: Connection,
+    names: list[str],
+    *,
+    environment: str = "dev",
+    launched_by: str | None = None,
+    run_id: str | None = None,
+) -> None:
+    """Finish ``names`` now (alembic ``-x finalize_data=true``): the engine, on the migration's own server.
+
+    The caller's identity goes to the ledger and alerts, so a production upgrade's inline runs are recorded as
+    production's, launched by whoever launched the upgrade.
+    """
+    options = RunOptions(environment=environment, launched_by=launched_by, run_id=run_id)
     for name in names:
-        result = run(conn.engine.url, name)
+        result = run(conn.engine.url, name, options)
         if result.status != "finished":
             raise DataMigrationFailed(
                 f"data migration {name} did not finish inline: {result.status} ({result.stop_reason})"

@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from tradedb import ledger, schema
 from tradedb.db import make_engine, unreachable
 from tradedb.guards import reset_data_on_downgrade
-from tradedb.locks import migration_lock
+from tradedb.locks import ddl_lock_timeout, migration_lock
 from tradedb.models import metadata
 from tradedb.settings import Environment, resolve_environment
 
@@ -76,6 +76,7 @@ def _run_on(connection: Connection, recorder: ledger.SchemaStepRecorder) -> None
         connection.commit()
     options = dict(CONFIGURE_OPTS, on_version_apply=[reset_data_on_downgrade, recorder.on_version_apply])
     context.configure(connection=connection, **options)
+    config.attributes["launch"] = recorder.launch()  # read by guards' -x finalize_data=true
     recorder.watch(context.get_context())
     try:
         with context.begin_transaction():
@@ -83,6 +84,9 @@ def _run_on(connection: Connection, recorder: ledger.SchemaStepRecorder) -> None
     except Exception as exc:
         recorder.failed(connection, exc)
         recorder.send_alerts()
+        timed_out = ddl_lock_timeout(exc, recorder.step_name(), LOCK_TIMEOUT)
+        if timed_out is not None:
+            raise timed_out from None  # one FAILED line from plain alembic instead of a traceback
         raise
     if connection.in_transaction():
         # alembic leaves the outer transaction open when it was handed a Connection; committing here is what

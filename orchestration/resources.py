@@ -8,7 +8,8 @@ guard holds, for the whole run and per environment:
   the ``tradedb/window_override`` tag with a reason, which is written to the ledger and alerted; the window's
   end becomes the data migrations' deadline, and no schema step starts after it;
 - the pre-change backup (``tradedb.backup``): before the first schema step of a production run that changes
-  anything, a verified ``pg_dump``; no backup, no change.
+  anything, a ``pg_dump`` (directory format) with the table checksums of the same snapshot, which ``tradedb
+  restore`` verifies against; no backup, no change.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ from tradedb.settings import Environment, resolve_environment
 OVERRIDE_TAG = "tradedb/window_override"
 DEADLINE_TAG = "tradedb/deadline"
 BACKUP_ENVIRONMENTS = ("production",)  # environments whose schema never changes without a fresh backup
+
+
+class BackupRefused(TradeDBError):
+    """No backup could be taken, so the production run changed nothing (alerted as ``backup_failed``)."""
+
+
+class DeadlinePassed(TradeDBError):
+    """The run stopped at its deadline on purpose: the next window resumes it (alerted as a stop, not a failure)."""
 
 
 @dataclass
@@ -114,16 +123,23 @@ class RunGuard:
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
     def before_schema_change(self, env_name: str) -> None:
-        """Called right before a schema step changes ``env_name``: window still open, backup taken."""
+        """Called right before a schema step changes ``env_name``: window still open, backup taken.
+
+        The deadline is checked again after the backup, because a large dump can itself run past the window's end.
+        """
         held = self._held[env_name]
+        self._require_before_deadline(env_name)
+        if env_name in BACKUP_ENVIRONMENTS and held.backup_id is None:
+            held.backup_id = self._backup(held.env)
+            self._require_before_deadline(env_name)
+
+    def _require_before_deadline(self, env_name: str) -> None:
         deadline = self.deadline(env_name)
         if deadline is not None and datetime.now(UTC) >= deadline:
-            raise TradeDBError(
+            raise DeadlinePassed(
                 f"the {env_name} run's deadline {deadline:%Y-%m-%d %H:%M:%S} UTC has passed: no further schema "
                 "step starts in this run; the next window's run continues from here"
             )
-        if env_name in BACKUP_ENVIRONMENTS and held.backup_id is None:
-            held.backup_id = self._backup(held.env)
 
     def backup_id(self, env_name: str) -> str | None:
         held = self._held.get(env_name)
@@ -139,10 +155,7 @@ class RunGuard:
                 launched_by=ledger.dagster_launcher(self.run_id),
             )
         except TradeDBError as exc:
-            alerts.send(
-                env.name, alerts.BACKUP_FAILED, f"backup before deploy failed on {env.name}", str(exc)
-            )
-            raise TradeDBError(
+            raise BackupRefused(
                 f"no successful backup of {env.name}, so no schema change was made: {exc}"
             ) from None
         if self.log:

@@ -29,6 +29,12 @@ telemetry:
 
 PID_TAG = "tradedb/pid"
 HOST_TAG = "tradedb/host"
+ERROR_TYPE = "error_type"  # step Failure metadata: the core error's class name
+# core errors whose run failure is alerted as its own kind (a deadline stop is expected, not an error)
+ALERT_KIND_BY_ERROR = {
+    "DeadlinePassed": ("deadline_stop", "stopped at its deadline"),
+    "BackupRefused": ("backup_failed", "failed: no backup"),
+}
 
 
 def ensure_dagster_home() -> Path:
@@ -78,7 +84,38 @@ def run_job(job_name: str, *, tags: dict[str, str] | None = None) -> JobSummary:
         )
     if not result.success:
         summary.failure = first_error(result.all_events)
+        run = result.dagster_run
+        alert_failed_run(run.job_name, run.run_id, run.tags, result.all_events)
     return summary
+
+
+def alert_failed_run(job_name: str, run_id: str, tags, events, fallback: str | None = None) -> None:
+    """The one alert for a failed run, from the failure sensor and from a CLI run alike.
+
+    A cron'd ``tradedb deploy`` alerts without a Dagster daemon; when the daemon's sensor sees the same run, the
+    identical title makes the alert log's dedup post it once.
+    """
+    from tradedb import alerts
+
+    error_type = next((failure_error_type(e) for e in events if failure_error_type(e)), None)
+    kind, what = ALERT_KIND_BY_ERROR.get(error_type or "", (alerts.RUN_FAILED, "failed"))
+    steps_failed = [e for e in events if e.is_step_failure]
+    detail = first_error(steps_failed) if steps_failed else fallback or first_error(events)
+    alerts.send(
+        tags.get("environment", "dev"),
+        kind,
+        f"{job_name} run {run_id[:8]} {what}",
+        detail,
+        {"run_id": run_id, "job": job_name},
+    )
+
+
+def failure_error_type(event) -> str | None:
+    """The core error class a step failure carried (``orchestration.steps.core_call``), if any."""
+    if not (event.is_step_failure and event.step_failure_data and event.step_failure_data.user_failure_data):
+        return None
+    value = event.step_failure_data.user_failure_data.metadata.get(ERROR_TYPE)
+    return str(value.value) if value is not None else None
 
 
 def reclaim_dead_cli_runs(instance) -> list[str]:

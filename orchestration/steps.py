@@ -1,8 +1,8 @@
 """Calling the core from an asset: one place that turns our errors into Dagster failures.
 
 Operator errors (a lock held elsewhere, a contract refused, a schema not ready) are final for this run: retrying
-would not change them. A data migration that gave up after its own retries is retried by Dagster's RetryPolicy,
-and resumes from its checkpoints.
+would not change them. A data migration that gave up after its own retries, and a schema step that hit its DDL
+``lock_timeout``, are retried by Dagster's RetryPolicy (the data migration resumes from its checkpoints).
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import TypeVar
 import dagster as dg
 from sqlalchemy import text
 
+from orchestration.run import ERROR_TYPE
 from tradedb.db import connect_checked
 from tradedb.errors import TradeDBError
+from tradedb.locks import DDLLockTimeout
 from tradedb.schema import database_size
 from tradedb.settings import Environment
 
@@ -24,15 +26,19 @@ RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 
 
 def core_call(fn: Callable[[], T]) -> T:
-    """Run a core function; raise ``dg.Failure`` with the operator's message on our errors."""
+    """Run a core function; raise ``dg.Failure`` with the operator's message on our errors.
+
+    The error's class goes along as metadata, so the failure alert can tell a deadline stop or a missing backup
+    from a failure without parsing messages.
+    """
     from data_migrations.engine import DataMigrationFailed
 
     try:
         return fn()
-    except DataMigrationFailed as exc:
-        raise dg.Failure(description=str(exc), allow_retries=True) from None
+    except (DataMigrationFailed, DDLLockTimeout) as exc:
+        raise dg.Failure(str(exc), {ERROR_TYPE: type(exc).__name__}, allow_retries=True) from None
     except TradeDBError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise dg.Failure(str(exc), {ERROR_TYPE: type(exc).__name__}, allow_retries=False) from None
 
 
 def size_and_rows(env: Environment, table: str | None = None) -> tuple[int, int | None]:

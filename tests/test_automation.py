@@ -78,7 +78,6 @@ def test_outside_the_window_the_run_is_refused_unless_overridden_with_a_reason(s
     with dg.instance_for_test() as instance:
         refused = deploy(instance)
         assert not refused.success
-        failure = refused.get_run_failure_event()
         assert current(production) == "0006"  # nothing changed
         assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").rglob("manifest.json"))
         messages = " ".join(
@@ -89,13 +88,7 @@ def test_outside_the_window_the_run_is_refused_unless_overridden_with_a_reason(s
         assert "production run refused" in messages and "override" in messages
 
         # the run failure sensor turns it into one alert
-        context = dg.build_run_status_sensor_context(
-            sensor_name="alert_on_run_failure",
-            dagster_event=failure,
-            dagster_instance=instance,
-            dagster_run=refused.dagster_run,
-        ).for_run_failure()
-        alert_on_run_failure(context)
+        alert_on_run_failure(failure_sensor_context(instance, refused))
         assert alert_kinds() == [alerts.RUN_FAILED]
 
         blank = deploy(instance, {OVERRIDE_TAG: "   "})
@@ -122,7 +115,11 @@ def test_outside_the_window_the_run_is_refused_unless_overridden_with_a_reason(s
     # one verified backup, taken before the first schema change, named in the steps' metadata
     manifests = list((tmp_path / "backups").rglob("manifest.json"))
     assert len(manifests) == 1
-    backup_id = json.loads(manifests[0].read_text())["id"]
+    manifest = json.loads(manifests[0].read_text())
+    backup_id = manifest["id"]
+    assert (
+        manifest["revision"] == "0006"
+    )  # taken before the first change, so it restores the pre-deploy state
     first = next(
         m
         for m in done.get_asset_materialization_events()
@@ -138,6 +135,8 @@ def test_a_deadline_stops_the_run_cleanly_and_the_next_window_resumes(site):
         soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
         first = deploy(instance, {DEADLINE_TAG: soon})
         assert not first.success
+        alert_on_run_failure(failure_sensor_context(instance, first))
+        assert alert_kinds() == [alerts.DEADLINE_STOP]  # a planned stop, not a failure
         assert current(production) == "0008"  # no schema step started past the deadline
         (stopped,) = ledger_rows(production, kind="data")
         assert stopped["name"] == "execution.backfill_trade_notional" and stopped["outcome"] == "stopped"
@@ -199,6 +198,28 @@ def test_rehearsal_job_sensor_schedule_and_plan(site, tmp_path):
         assert upgraded.returncode == 0, upgraded.stderr
         skip = production_window_deploy(dg.build_schedule_context(instance, scheduled_execution_time=opened))
         assert isinstance(skip, dg.SkipReason) and skip.skip_message == "nothing pending"
+
+
+def test_an_always_open_production_launches_once_per_pending_state(site, tmp_path):
+    production = seeded(site["production"], rows=50)
+    (tmp_path / "windows.toml").write_text("[production]\nalways = true\n")
+    now = datetime(2026, 11, 25, 10, 5, tzinfo=UTC)
+    with dg.instance_for_test() as instance:
+        first = production_window_deploy(dg.build_schedule_context(instance, scheduled_execution_time=now))
+        again = production_window_deploy(dg.build_schedule_context(instance, scheduled_execution_time=now))
+        assert isinstance(first, dg.RunRequest) and first.run_key == again.run_key
+        assert first.run_key.startswith("pending-0006-")
+
+        running = instance.create_run_for_job(
+            defs.resolve_job_def("deploy_production"), status=dg.DagsterRunStatus.STARTED
+        )
+        busy = production_window_deploy(dg.build_schedule_context(instance, scheduled_execution_time=now))
+        assert isinstance(busy, dg.SkipReason) and running.run_id[:8] in busy.skip_message
+        instance.report_run_failed(running)
+
+        schema.upgrade(production, "0010")  # the database moved: a new pending state, a new key
+        moved = production_window_deploy(dg.build_schedule_context(instance, scheduled_execution_time=now))
+        assert isinstance(moved, dg.RunRequest) and moved.run_key.startswith("pending-0010-")
 
 
 def write_windows_for_schedule(tmp_path) -> None:
@@ -270,10 +291,21 @@ def test_a_production_run_without_a_backup_changes_nothing(site, tmp_path, monke
     monkeypatch.setenv("PATH", str(empty))
     with dg.instance_for_test() as instance:
         result = deploy(instance, {OVERRIDE_TAG: "testing the backup rule"})
-    assert not result.success
+        assert not result.success
+        alert_on_run_failure(failure_sensor_context(instance, result))
     assert current(production) == "0006"
     assert not ledger_rows(production, kind="schema", direction="upgrade", outcome="success")[6:]
-    assert alerts.BACKUP_FAILED in alert_kinds()
+    kinds = alert_kinds()  # one alert, of the kind that says why: not a second generic run_failed
+    assert kinds.count(alerts.BACKUP_FAILED) == 1 and alerts.RUN_FAILED not in kinds
+
+
+def failure_sensor_context(instance, result):
+    return dg.build_run_status_sensor_context(
+        sensor_name="alert_on_run_failure",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+    ).for_run_failure()
 
 
 def test_the_window_end_is_the_runs_deadline(site, tmp_path):
@@ -362,3 +394,12 @@ def test_rehearse_plan_and_deploy_from_the_cli(site, tmp_path):
     blank = run_cli("deploy", "--env", "production", "--override-window", " ", extra=extra)
     assert blank.returncode == 1 and "needs a reason" in blank.stderr
     assert current(production) == "0006"
+
+    # a cron'd CLI deploy alerts by itself, no daemon needed: here it cannot take its backup
+    no_tools = tmp_path / "no-tools"
+    no_tools.mkdir()
+    extra |= {"TRADEDB_PG_BIN": str(no_tools), "TRADEDB_PG_BUNDLED": "0", "PATH": str(no_tools)}
+    failed = run_cli("deploy", "--env", "production", "--override-window", "TRD-1 desk lead", extra=extra)
+    assert failed.returncode == 1 and current(production) == "0006"
+    (alert,) = [a for a in alerts.recent(20) if a["kind"] == alerts.BACKUP_FAILED]
+    assert alert["environment"] == "production" and alert["title"].endswith("failed: no backup")

@@ -6,12 +6,15 @@ checks: it still travels through every code path (passfile, manifest, rows, outp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import stat
 import threading
 import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,8 +25,9 @@ from tests.conftest import run_cli
 from tests.helpers import execute, scalar, seeded
 from tradedb import backup
 from tradedb.checksums import database_checksums
-from tradedb.db import connect_checked
+from tradedb.db import connect_checked, make_engine
 from tradedb.errors import TradeDBError
+from tradedb.locks import MigrationLocked, migration_lock
 from tradedb.settings import Environment
 
 PASSWORD = "s3cret:pw\\x"  # a colon and a backslash exercise the passfile escaping
@@ -156,6 +160,7 @@ def test_restore_into_another_environment_matches_the_snapshot_despite_writes(ma
     result = backup.restore(made, staging)
     assert (result.mode, result.verified, result.tables_verified) == ("swap", True, 14)
     assert result.source_environment == "production" and result.target_environment == "staging"
+    assert result.kept_database is None  # outside production the replaced database is dropped
     assert checksums(staging) == made.checksums  # the dump and the checksums describe the same instant
     assert stray_databases(staging) == []
     assert scalar(staging, "SELECT current_setting('work_mem')") == "7MB"
@@ -330,6 +335,175 @@ def test_an_unreachable_database_is_one_clear_error_and_no_folder(env, backup_ro
     assert leftovers(backup_root) == []
 
 
+# ------------------------------------------------------------------------------------------------ restore safety
+
+
+@contextlib.contextmanager
+def migrating(env: Environment) -> Iterator[None]:
+    """Hold ``env``'s migration lock as a running migration does."""
+    engine = make_engine(env)
+    try:
+        with migration_lock(engine, env):
+            yield
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def drop_kept(server_url) -> Iterator[Callable[[Environment], None]]:
+    """Register an environment whose kept ``<db>_old_*`` databases are dropped at the end of the test."""
+    kept: list[Environment] = []
+    yield kept.append
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for env in kept:
+            for name in stray_databases(env):
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def assert_unchanged(env: Environment, before: dict[str, str]) -> None:
+    """The target holds what it held, no scratch or old database was left, and no restore was recorded."""
+    assert checksums(env) == before
+    assert stray_databases(env) == []
+    assert ledger_rows(env, "restore") == []
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["swap", "in-place"])
+def test_a_restore_is_refused_while_a_migration_holds_the_lock(make_database, in_place):
+    env = seeded(make_database("staging"))
+    made = backup.take_backup(env, reason="test")
+    execute(env, "DELETE FROM trades")
+    before = checksums(env)
+
+    with migrating(env), pytest.raises(backup.RestoreBlocked) as caught:
+        backup.restore(made, env, in_place=in_place)
+    assert isinstance(caught.value, MigrationLocked)
+    assert str(caught.value).startswith(
+        "cannot restore into the staging database: its migration lock is held by backend pid "
+    )
+    assert "nothing was changed" in str(caught.value)
+    assert_unchanged(env, before)
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["swap", "in-place"])
+def test_no_migration_and_no_second_restore_can_start_while_a_restore_runs(make_database, caplog, in_place):
+    env = seeded(make_database("staging"))
+    made = backup.take_backup(env, reason="test")
+    execute(env, "DELETE FROM trades")
+    refused: list[str] = []
+
+    def meanwhile(copy: Environment) -> None:  # runs in the middle of the restore, before its swap
+        with pytest.raises(MigrationLocked, match=backup.RESTORE_APPLICATION), migrating(env):
+            pass
+        with pytest.raises(backup.RestoreBlocked, match="nothing was changed"):
+            backup.restore(made, env)
+        refused.append(copy.url.database or "")
+
+    result = backup.restore(made, env, in_place=in_place, before_verify=meanwhile)
+    assert refused and result.mode == ("in-place" if in_place else "swap")
+    assert checksums(env) == made.checksums
+    assert stray_databases(env) == []
+    assert [r["outcome"] for r in ledger_rows(env, "restore")] == ["success"]
+    with migrating(env):  # released: the swap neither killed nor kept its own lock session
+        pass
+    assert not [r for r in caplog.records if r.name == "tradedb.backup" and "lock" in r.getMessage()]
+
+
+def test_the_swap_still_ends_other_sessions_on_the_target(make_database):
+    env = seeded(make_database("staging"))
+    made = backup.take_backup(env, reason="test")
+    engine = create_engine(env.url)
+    try:
+        with engine.connect() as idle:  # an app session left open on the target
+            idle.execute(text("SELECT 1"))
+            idle.commit()
+            assert backup.restore(made, env).mode == "swap"
+    finally:
+        engine.dispose()
+    assert checksums(env) == made.checksums and stray_databases(env) == []
+
+
+def test_a_production_swap_keeps_the_replaced_database_and_names_it(make_database, drop_kept):
+    production = seeded(make_database("production"))
+    drop_kept(production)
+    made = backup.take_backup(production, reason="test")
+    execute(production, "UPDATE accounts SET broker = 'written after the backup'")
+    before = checksums(production)
+
+    result = backup.restore(made, production, allow_production=True)
+    assert result.mode == "swap" and checksums(production) == made.checksums
+    assert result.kept_database and result.kept_database.startswith(f"{production.url.database}_old_")
+    assert stray_databases(production) == [result.kept_database]
+    kept = Environment("production", production.url.set(database=result.kept_database), embedded=False)
+    assert checksums(kept) == before  # the writes since the backup can still be recovered from it
+    [entry] = ledger_rows(production, "restore")
+    assert entry["detail"]["kept_database"] == result.kept_database
+
+
+def test_another_environments_backup_reaches_production_only_with_its_own_confirmation(
+    make_database, drop_kept
+):
+    staging = seeded(make_database("staging"), rows=50)
+    production = seeded(make_database("production"))
+    drop_kept(production)
+    made = backup.take_backup(staging, reason="test")
+    before = checksums(production)
+
+    with pytest.raises(
+        TradeDBError, match=r"taken of staging, not production: .*--allow-cross-env.*nothing was changed"
+    ):
+        backup.restore(made, production, allow_production=True)
+    assert_unchanged(production, before)
+
+    result = backup.restore(made, production, allow_production=True, allow_cross_environment=True)
+    assert result.source_environment == "staging" and result.kept_database
+    assert checksums(production) == made.checksums
+
+
+def _remove_one_data_file(made: backup.Backup) -> backup.Backup:
+    next(made.path.glob("*.dat*")).unlink()
+    return made
+
+
+def _garble_the_table_of_contents(made: backup.Backup) -> backup.Backup:
+    (made.path / "toc.dat").write_bytes(b"not a dump")
+    return made
+
+
+def _vouch_for_a_missing_table(made: backup.Backup) -> backup.Backup:
+    return replace(made, checksums={**made.checksums, "ghost": "0"})
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["swap", "in-place"])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_remove_one_data_file, r"is incomplete: no data for table\(s\) \w+; nothing was changed"),
+        (_garble_the_table_of_contents, r"is unreadable: .*; nothing was changed"),
+        (_vouch_for_a_missing_table, r"is incomplete: no data for table\(s\) ghost; nothing was changed"),
+    ],
+    ids=["data file missing", "table of contents garbled", "table missing"],
+)
+def test_a_damaged_dump_is_refused_before_anything_is_touched(
+    make_database, monkeypatch, in_place, damage, message
+):
+    env = seeded(make_database("staging"))
+    made = damage(backup.take_backup(env, reason="test"))
+    execute(env, "DELETE FROM trades")
+    before = checksums(env)
+
+    def no_scratch(
+        *args: object,
+    ) -> None:  # the in-place fallback of a role without CREATEDB has no scratch copy
+        raise AssertionError("a damaged dump must be refused before any database is created")
+
+    monkeypatch.setattr(backup, "_create_scratch", no_scratch)
+    with pytest.raises(TradeDBError, match=message):
+        backup.restore(made, env, in_place=in_place)
+    assert_unchanged(env, before)
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
@@ -367,6 +541,46 @@ def test_cli_backup_list_and_restore(make_database, tmp_path, backup_root):
     assert unknown.returncode == 1 and f"the newest are: {made_id}" in unknown.stderr
     for result in (made, listed, restored, unknown):
         assert password_of(dev) not in result.stdout + result.stderr
+
+
+def test_cli_restore_into_production_from_another_environment(
+    make_database, tmp_path, backup_root, drop_kept
+):
+    staging = with_password(seeded(make_database("staging"), rows=50))
+    production = with_password(seeded(make_database("production")))
+    drop_kept(production)
+    extra = {
+        "TRADEDB_BACKUP_DIR": str(backup_root),
+        "TRADEDB_CONFIG": str(tmp_path / "tradedb.toml"),
+        "TRADEDB_STATE_DIR": str(tmp_path / "state"),
+        "TRADEDB_STAGING_URL": staging.url.render_as_string(hide_password=False),
+        "COLUMNS": "200",
+    }
+    made = backup.take_backup(staging, reason="test")
+    before = checksums(production)
+    command = ("restore", "latest", "--env", "production", "--from-env", "staging", "--yes")
+
+    unconfirmed = run_cli(*command, env=production, extra=extra)
+    assert unconfirmed.returncode == 1
+    assert unconfirmed.stderr.startswith(f"error: backup {made.id} was taken of staging, not production")
+    assert "--allow-cross-env" in unconfirmed.stderr
+    assert_unchanged(production, before)
+
+    with migrating(production):
+        blocked = run_cli(*command, "--allow-cross-env", env=production, extra=extra)
+    assert blocked.returncode == 1
+    assert blocked.stderr.startswith("error: cannot restore into the production database: its migration lock")
+    assert len(blocked.stderr.strip().splitlines()) == 1  # one clear line, no traceback
+    assert_unchanged(production, before)
+
+    restored = run_cli(*command, "--allow-cross-env", env=production, extra=extra)
+    assert restored.returncode == 0, restored.stderr
+    [kept] = stray_databases(production)
+    assert f"the replaced database was kept as {kept}" in restored.stdout
+    assert f'DROP DATABASE "{kept}"' in restored.stdout
+    assert checksums(production) == made.checksums
+    for result in (unconfirmed, blocked, restored):
+        assert password_of(production) not in result.stdout + result.stderr
 
 
 # ------------------------------------------------------------------------------------------------ PostgreSQL 15

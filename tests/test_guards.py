@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from tests.conftest import run_cli
 from tests.helpers import current, scalar, seeded
-from tradedb import schema
+from tradedb import ledger, schema
 from tradedb.db import connect_checked
 from tradedb.errors import DataMigrationPending
 
@@ -49,6 +49,11 @@ def test_finalize_data_runs_pending_migrations_inline(env):
         )
         > 0
     )
+    with connect_checked(env) as conn:
+        inline = [e for e in ledger.entries(conn) if e["kind"] == "data"]
+    assert inline and {(e["environment"], e["launched_by"].split(":")[0]) for e in inline} == {
+        (env.name, "alembic")
+    }
 
 
 def test_a_rollback_gives_quarantined_rows_their_original_text_back(env):

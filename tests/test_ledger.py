@@ -76,3 +76,59 @@ def test_an_applied_revision_edited_afterwards_is_reported(env):
     assert len(report["edited_revisions"]) == 1 and "revision 0004" in report["edited_revisions"][0]
     result = run_cli("check", env=env)
     assert result.returncode == 1 and "edited after it was applied" in " ".join(result.stderr.split())
+
+
+def test_plain_alembic_lock_timeout_is_one_line_and_recorded(env):
+    """An app transaction holds instruments: 0007 gives up after lock_timeout with one FAILED line."""
+    from sqlalchemy import create_engine, text
+
+    schema.upgrade(env, "0006")
+    app = create_engine(env.url)
+    try:
+        with app.begin() as conn:
+            conn.execute(text("LOCK TABLE instruments IN ACCESS SHARE MODE"))
+            result = run_cli("-x", "lock_timeout=200ms", "upgrade", "0007", env=env, tool="alembic")
+    finally:
+        app.dispose()
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    (line,) = [x for x in (result.stdout + result.stderr).splitlines() if x.startswith("FAILED:")]
+    assert "revision 0007 (upgrade)" in line and "lock_timeout 200ms" in line and "on instruments" in line
+    (failed,) = rows(env, outcome="failure")
+    assert failed["name"] == "0007" and "lock timeout" in failed["error"]
+    assert schema.current_revision(env) == "0006"
+
+
+def test_a_ledger_that_cannot_be_written_never_fails_the_migration(env):
+    schema.upgrade(env, "0001")
+    execute(
+        env,
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$;"
+        "CREATE TRIGGER refuse BEFORE INSERT ON tradedb_migrations.ledger FOR EACH ROW EXECUTE FUNCTION refuse()",
+    )
+    result = run_cli("upgrade", "0003", env=env, tool="alembic")
+    assert result.returncode == 0, result.stderr
+    assert schema.current_revision(env) == "0003"
+    assert "could not record" in result.stderr
+
+
+def test_ledger_details_never_hold_a_password(env):
+    schema.upgrade(env, "0001")
+    entry = ledger.LedgerEntry(
+        kind="override",
+        name="maintenance_window",
+        direction="override",
+        environment="production",
+        launched_by="cli:test",
+        run_id=None,
+        started_at=ledger.now(),
+        finished_at=ledger.now(),
+        outcome="success",
+        detail={
+            "reason": "from postgresql://ops:hunter2secret@db/prod",
+            "nested": ["password=hunter2secret"],
+        },
+    )
+    with connect_checked(env) as conn:
+        ledger.record(conn, entry)
+    (row,) = rows(env, kind="override")
+    assert "hunter2secret" not in json.dumps(row["detail"])

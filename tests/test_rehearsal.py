@@ -18,6 +18,7 @@ from tradedb.errors import TradeDBError
 from tradedb.locks import LOCK_KEY, MigrationLocked
 from tradedb.rehearsal import (
     LockSampler,
+    Refreshed,
     RehearsalFailed,
     RehearsalReport,
     Step,
@@ -30,6 +31,7 @@ from tradedb.rehearsal import (
 )
 from tradedb.sample_data import FIRST_RELEASE
 from tradedb.settings import Environment
+from tradedb.validate import table_checksums
 
 HOLD_SECONDS = 0.3
 
@@ -183,6 +185,11 @@ def test_rehearsal_from_release_1_measures_every_step_and_survives_the_round_tri
     # contracts 0014-0016 rebuild their legacy columns in canonical form: compared, but allowed to differ
     assert set(report.round_trip_exempt) == {"ticker_setups", "events", "alert_subscriptions"}
     assert "trades" not in report.round_trip_exempt
+    assert report.round_trip_expected and all(
+        line.split(":")[0] in report.round_trip_exempt
+        and "not restored by the downgrade (revision 001" in line
+        for line in report.round_trip_expected
+    )
 
     restored = RehearsalReport.from_json(json.loads(json.dumps(report.to_json())))
     assert restored.to_json() == report.to_json() and restored.ok
@@ -246,6 +253,168 @@ def test_refuses_production_and_a_staging_someone_is_migrating(make_database):
             rehearse(staging, refresh=lambda: pytest.fail("must not refresh under someone else's migration"))
     finally:
         holder.close()
+
+
+def staging_locked(env: Environment) -> bool:
+    """Whether some session holds ``env``'s migration lock (asked from a session of our own)."""
+    engine = create_engine(env.url)
+    try:
+        with engine.connect() as conn:
+            got = conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})
+            if got:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+            return not got
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("meddle", "found"),
+    [
+        (
+            lambda env: schema.upgrade(env, "0007"),
+            rf"it is at revision 0007, the refresh left {FIRST_RELEASE}",
+        ),
+        (
+            lambda env: execute(env, "UPDATE trades SET quantity = quantity + 1 WHERE id = 1"),
+            r"\(table\(s\) trades differ from the refreshed copy\)",
+        ),
+    ],
+    ids=["revision", "data"],
+)
+def test_staging_migrated_between_its_refresh_and_the_lock_fails_clearly(make_database, meddle, found):
+    """Someone migrates staging after the refresh, before the rehearsal locks it: nothing is rehearsed on it."""
+    staging = make_database("staging")
+
+    def refresh() -> Refreshed:
+        seeded(staging, rows=100)
+        refreshed = Refreshed("seeded", current(staging), table_checksums(staging))
+        meddle(staging)
+        return refreshed
+
+    with pytest.raises(
+        RehearsalFailed, match="staging changed between its refresh and the rehearsal's lock"
+    ) as caught:
+        rehearse(staging, refresh=refresh)
+    assert caught.match(found) and caught.match("nothing was rehearsed")
+    report = caught.value.report
+    assert report.steps == [] and report.round_trip_ok is None and not report.ok
+    assert (
+        scalar(staging, "SELECT outcome FROM tradedb_migrations.ledger WHERE kind = 'rehearsal'") == "failure"
+    )
+
+
+def test_default_refresh_locks_staging_while_backing_up_and_checks_the_restored_copy(
+    make_database, monkeypatch
+):
+    """Staging is locked while production is backed up, free for the restore, and verified once locked again."""
+    production, staging = make_database("production"), make_database("staging")
+    seeded(production, rows=100)
+    monkeypatch.setenv("TRADEDB_PRODUCTION_URL", production.url.render_as_string(hide_password=False))
+    from tradedb import backup
+
+    seen: dict[str, bool] = {}
+    take_backup, restore = backup.take_backup, backup.restore
+
+    def watched_take_backup(*args, **kwargs):
+        seen["locked while backing up"] = staging_locked(staging)
+        return take_backup(*args, **kwargs)
+
+    def restore_then_meddle(*args, **kwargs):
+        seen["locked when the restore starts"] = staging_locked(staging)
+        result = restore(*args, **kwargs)
+        schema.upgrade(staging, "0007")  # a migration slips in before the rehearsal locks staging
+        return result
+
+    monkeypatch.setattr(backup, "take_backup", watched_take_backup)
+    monkeypatch.setattr(backup, "restore", restore_then_meddle)
+    with pytest.raises(
+        RehearsalFailed, match=f"it is at revision 0007, the refresh left {FIRST_RELEASE}"
+    ) as caught:
+        rehearse(staging)
+    assert seen == {"locked while backing up": True, "locked when the restore starts": False}
+    assert caught.value.report.steps == [] and caught.value.report.source.startswith("fresh backup")
+    assert current(staging) == "0007"  # nothing deployed on top of someone else's migration
+    assert not staging_locked(staging)
+
+
+def spelled_differently(env: Environment) -> Environment:
+    """``env``'s database as production, through a URL whose host or port text differs: what fooled the old check.
+
+    The default port spelled out when the URL leaves it implicit (a unix socket or TCP), else the other loopback.
+    """
+    if env.url.port is None:
+        return Environment("production", env.url.set(port=int(scalar(env, "SHOW port"))), False)
+    swap = {"localhost": "127.0.0.1", "127.0.0.1": "localhost"}
+    if env.url.host not in swap:
+        pytest.skip("the test server's URL names a port and a host other than loopback")
+    return Environment("production", env.url.set(host=swap[env.url.host]), False)
+
+
+def url_text(env: Environment) -> tuple:
+    """What the old check compared."""
+    return env.url.host, env.url.port, env.url.database
+
+
+def test_same_database_is_asked_of_the_server_not_read_from_the_url(make_database, tmp_path):
+    staging, other = make_database("staging"), make_database("production")
+    alias = spelled_differently(staging)
+    assert url_text(alias) != url_text(staging)
+    assert rehearsal._same_database(alias, staging) and rehearsal._same_database(staging, alias)
+    assert not rehearsal._same_database(other, staging)  # same server, another database
+    if socket := staging.url.query.get("host"):  # the socket folder through a symlink
+        (tmp_path / "s").symlink_to(socket)
+        linked = Environment(
+            "production", staging.url.update_query_dict({"host": str(tmp_path / "s")}), False
+        )
+        assert rehearsal._same_database(linked, staging)
+    identity = rehearsal._database_identity(staging)
+    assert identity is not None and identity[2] == staging.url.database
+
+
+def test_same_database_falls_back_to_the_url_when_a_server_does_not_answer(make_database):
+    staging, other = make_database("staging"), make_database("production")
+    silent = Environment("production", staging.url.set(username="no_such_role"), False)
+    assert rehearsal._database_identity(silent) is None
+    assert rehearsal._same_database(silent, staging)  # same host, port and database: refused
+    silent_other = Environment("production", other.url.set(username="no_such_role"), False)
+    assert not rehearsal._same_database(silent_other, staging)
+
+
+def test_refuses_a_production_url_that_names_staging_another_way(make_database, monkeypatch):
+    staging = make_database("staging")
+    alias = spelled_differently(staging)
+    assert url_text(alias) != url_text(staging)
+    monkeypatch.setenv("TRADEDB_PRODUCTION_URL", alias.url.render_as_string(hide_password=False))
+    with pytest.raises(TradeDBError, match="staging and production are the same database"):
+        rehearse(staging)
+    from tradedb import backup
+
+    assert backup.latest_backup("production") is None  # refused before any backup was taken
+    assert current(staging) is None
+
+
+def test_re_upgrade_must_reproduce_even_the_tables_a_downgrade_may_change(make_database, monkeypatch):
+    """The round trip is judged by ``validate.round_trip_problems``: an exempt table is exempt from the downgrade only."""
+    staging = make_database("staging")
+    run_step = rehearsal._Rehearsal.run_step
+    last = deploy_order(FIRST_RELEASE)[-1]
+
+    def run_step_then_touch(self, step, sampler):
+        measurement = run_step(self, step, sampler)
+        if sampler is None and step == last:  # the round trip's re-upgrade has just finished
+            execute(
+                self.env,
+                "UPDATE ticker_setups SET updated_at = updated_at + interval '1 second' WHERE id = 1",
+            )
+        return measurement
+
+    monkeypatch.setattr(rehearsal._Rehearsal, "run_step", run_step_then_touch)
+    report = rehearse(staging, refresh=seeded_refresh(staging, rows=100))
+    assert "ticker_setups" in report.round_trip_exempt
+    assert report.round_trip_differences == ["re-upgrade differs in: ticker_setups"]
+    assert not report.round_trip_ok and not report.ok
+    assert "round trip: FAILED: re-upgrade differs in: ticker_setups" in report.summary()
 
 
 def test_estimated_seconds_sums_rehearsed_steps_and_refuses_to_guess():

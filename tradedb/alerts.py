@@ -55,6 +55,7 @@ QUARANTINE = "quarantine"  # a data migration set rows aside it could not transf
 EDITED_REVISION = "edited_revision"  # an applied revision file changed afterwards
 WINDOW_OVERRIDE = "window_override"  # a production run outside its maintenance window, by override
 BACKUP_FAILED = "backup_failed"  # the pre-deploy backup could not be taken
+DEADLINE_STOP = "deadline_stop"  # a run stopped at its window's end on purpose; the next window resumes it
 TEST = "test"  # `tradedb alerts --test`
 
 KINDS: tuple[str, ...] = (
@@ -67,6 +68,7 @@ KINDS: tuple[str, ...] = (
     EDITED_REVISION,
     WINDOW_OVERRIDE,
     BACKUP_FAILED,
+    DEADLINE_STOP,
 )
 
 SEVERITY: dict[str, str] = {
@@ -79,6 +81,7 @@ SEVERITY: dict[str, str] = {
     QUARANTINE: "warning",
     EDITED_REVISION: "warning",
     WINDOW_OVERRIDE: "warning",
+    DEADLINE_STOP: "info",
     TEST: "info",
 }
 DEFAULT_SEVERITY = "warning"  # an unknown kind is still worth a look

@@ -9,10 +9,14 @@ dump, a backup can be listed, found and restored when its source database is gon
 
 A restore is verified: the restored copy is checksummed and compared with the manifest. To keep a failed
 verification from costing the target anything, the dump is restored into a scratch database next to the target
-(``<db>_restore_<ts>``), verified there, and only then swapped in by renaming (the old database is renamed away and
-dropped). Renaming needs CREATEDB and ownership of the target; a role without them gets the in-place fallback
-(``pg_restore --clean --if-exists --single-transaction`` into the target), verified on a scratch copy first when
-the role may create one. ``RestoreResult.mode`` says which ran.
+(``<db>_restore_<ts>``), verified there, and only then swapped in by renaming (the old database is renamed to
+``<db>_old_<ts>``; dropped, except in production, where it is kept for the on-call engineer to drop). Renaming
+needs CREATEDB and ownership of the target; a role without them gets the in-place fallback (``pg_restore --clean
+--if-exists --single-transaction`` into the target), rehearsed and verified on a scratch copy first only when the
+role may create one. ``RestoreResult.mode`` says which ran. Every restore first checks that the dump's table of
+contents reads and has a data file for every table of the manifest, and holds the target's migration lock from
+before its first change to its end, so it neither runs under a migration nor lets one start. Production needs
+``allow_production``, and ``allow_cross_environment`` too for another environment's backup.
 
 The PostgreSQL client tools are looked up in ``TRADEDB_PG_BIN``, then ``PATH``, then the binaries bundled in the
 ``pgserver`` package; ``pg_dump`` refuses a server newer than itself, so the first set whose major version is at
@@ -37,15 +41,17 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.pool import NullPool
 
 from tradedb.checksums import database_checksums, differing
 from tradedb.db import connect_checked, make_engine, unreachable
 from tradedb.errors import TradeDBError
+from tradedb.locks import LOCK_KEY, MigrationLocked, lock_holder, migration_lock
 from tradedb.schema import STATE_SCHEMA, current_revision, database_size
 from tradedb.settings import Environment, config_path, load_config, project_root
 
@@ -70,6 +76,18 @@ SWAP_RETRY_S = 10.0  # how long the swap keeps terminating sessions that hold th
 MAX_IDENTIFIER = 63  # PostgreSQL's limit on a database name
 MAINTENANCE_DATABASES = ("postgres", "template1")  # where CREATE/ALTER/DROP DATABASE are issued from
 BACKUPS_TABLE = f"{STATE_SCHEMA}.backups"
+PRODUCTION = "production"
+# a swap keeps these environments' replaced database renamed, never drops it: it holds the writes since the backup
+KEEP_REPLACED_ENVIRONMENTS = frozenset({PRODUCTION})
+# application_name of the restore's sessions (a blocked migration names it)
+RESTORE_APPLICATION = "tradedb-restore"
+APP_SCHEMA = "public"  # the schema of the tables the manifest checksums
+LIST_TIMEOUT_S = 120  # for `pg_restore --list`, which reads only the dump's table of contents
+# a data entry of `pg_restore --list`: "3367; 0 16404 TABLE DATA public accounts owner"
+TABLE_DATA_ENTRY = re.compile(
+    r"^(?P<id>\d+); \d+ \d+ TABLE DATA (?P<schema>\S+) (?P<table>\S+) ", re.MULTILINE
+)
+DATA_FILE_SUFFIXES = ("", ".gz", ".lz4", ".zst")  # <dump id>.dat plus pg_dump's compression suffix
 STATUSES = ("ok", "failed", "pruned")
 
 BACKUPS_DDL = f"""
@@ -684,6 +702,8 @@ class RestoreResult:
     verified: bool
     tables_verified: int
     seconds: float
+    # the replaced database, renamed and kept (production's swap): the on-call engineer drops it later
+    kept_database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -708,7 +728,7 @@ def _admin_engine(target: Environment) -> Engine:
         engine = create_engine(
             target.url.set(database=database),
             isolation_level="AUTOCOMMIT",
-            connect_args={"application_name": "tradedb-restore", "connect_timeout": 10},
+            connect_args={"application_name": RESTORE_APPLICATION, "connect_timeout": 10},
         )
         try:
             with engine.connect() as conn:
@@ -805,13 +825,25 @@ def _drop_database(admin: Connection, name: str) -> None:
         admin.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
 
 
-def _terminate(admin: Connection, database: str) -> None:
+def _allow_connections(admin: Connection, database: str, allowed: bool) -> None:
+    admin.exec_driver_sql(f"ALTER DATABASE {_quote(database)} ALLOW_CONNECTIONS {str(allowed).lower()}")
+
+
+def _terminate(admin: Connection, database: str, *, spare_lock_holder: bool = False) -> None:
+    """End every other session on ``database``; ``spare_lock_holder`` leaves the one holding the migration lock."""
+    spare = (
+        " AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = :d)"
+        " AND ((classid::bigint << 32) | objid::bigint) = :key)"
+        if spare_lock_holder
+        else ""
+    )
     admin.execute(
         text(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = :d AND pid <> pg_backend_pid()"
+            "WHERE datname = :d AND pid <> pg_backend_pid()" + spare
         ),
-        {"d": database},
+        {"d": database, "key": LOCK_KEY},
     )
 
 
@@ -829,27 +861,53 @@ def _rename(admin: Connection, old: str, new: str) -> None:
                     f"could not rename database {old}: {str(exc.orig).splitlines()[0]}"
                 ) from None
             time.sleep(0.1)
+        except ProgrammingError as exc:  # "database ... already exists": created meanwhile (another restore)
+            raise TradeDBError(
+                f"could not rename database {old} to {new}: {str(exc.orig).splitlines()[0]}"
+            ) from None
 
 
-def _swap(admin: Connection, scratch: str, target: str, stamp: str, target_exists: bool) -> None:
-    """Put ``scratch`` in place of ``target``; the old target is renamed away, then dropped."""
+def _swap(
+    admin: Connection,
+    scratch: str,
+    target: str,
+    stamp: str,
+    *,
+    target_exists: bool,
+    release_lock: Callable[[], None],
+    keep_old: bool,
+) -> str | None:
+    """Put ``scratch`` in place of ``target``; return the name the old target is kept under (None: dropped).
+
+    The restore holds the target's migration lock in a session inside the target, and a database cannot be renamed
+    while any session is in it. So the target first stops accepting connections, every session but the lock
+    holder's is ended, and only then is the lock released and its connection closed: from then on nobody can
+    connect to the old database to take the lock, and the renamed-in copy starts with no session at all.
+    """
     if not target_exists:
+        release_lock()  # nothing was locked: there was no database to lock
         _rename(admin, scratch, target)
-        return
+        return None
     old = _derived_name(target, "old", stamp)
-    admin.exec_driver_sql(f"ALTER DATABASE {_quote(target)} ALLOW_CONNECTIONS false")
+    _allow_connections(admin, target, False)
     try:
+        _terminate(admin, target, spare_lock_holder=True)
+        release_lock()
         _rename(admin, target, old)
     except BaseException:
-        admin.exec_driver_sql(f"ALTER DATABASE {_quote(target)} ALLOW_CONNECTIONS true")
+        _allow_connections(admin, target, True)
         raise
     try:
         _rename(admin, scratch, target)
     except BaseException:
         _rename(admin, old, target)  # put the original back before anything else
-        admin.exec_driver_sql(f"ALTER DATABASE {_quote(target)} ALLOW_CONNECTIONS true")
+        _allow_connections(admin, target, True)
         raise
-    _drop_database(admin, old)
+    if not keep_old:
+        _drop_database(admin, old)
+        return None
+    _allow_connections(admin, old, True)  # readable, for the writes made after the backup was taken
+    return old
 
 
 def _restore_arguments(backup: Backup, target: Environment, privileges: _Privileges, jobs: int) -> list[str]:
@@ -875,12 +933,123 @@ def verify_restored(backup: Backup, env: Environment) -> list[str]:
         return differing(backup.checksums, database_checksums(conn))
 
 
+def _dump_listing(tools: ClientTools, backup: Backup) -> str:
+    """The dump's table of contents (``pg_restore --list``, no database involved), or an error if unreadable."""
+    try:
+        listing = subprocess.run(
+            [str(tools.pg_restore), "--list", str(backup.path)],
+            capture_output=True,
+            text=True,
+            timeout=LIST_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise TradeDBError(f"could not read backup {backup.id}: {exc}; nothing was changed") from None
+    if listing.returncode != 0:
+        raise TradeDBError(
+            f"backup {backup.id} at {backup.path} is unreadable: {_last_error_line(listing.stderr)}; "
+            "nothing was changed"
+        )
+    return listing.stdout
+
+
+def check_dump(tools: ClientTools, backup: Backup) -> None:
+    """Refuse a dump that cannot be restored whole, before the target is touched.
+
+    Checks that pg_restore reads the dump's table of contents, that every table the manifest has a checksum for
+    has a data entry in it, and that every data entry's file is in the folder. This runs before every restore,
+    because the in-place fallback for a role that may not create databases has no scratch copy to fail on first;
+    it does not read the data files' contents: only a restore and the checksum comparison prove those.
+    """
+    data = {
+        match["table"]: match["id"]
+        for match in TABLE_DATA_ENTRY.finditer(_dump_listing(tools, backup))
+        if match["schema"] == APP_SCHEMA
+    }
+    missing = sorted(set(backup.checksums) - set(data))
+    missing += sorted(
+        table
+        for table, dump_id in data.items()
+        if not any((backup.path / f"{dump_id}.dat{suffix}").is_file() for suffix in DATA_FILE_SUFFIXES)
+    )
+    if missing:
+        raise TradeDBError(
+            f"backup {backup.id} at {backup.path} is incomplete: no data for table(s) {', '.join(missing)}; "
+            "nothing was changed"
+        )
+
+
+def check_restore_allowed(
+    backup: Backup, target: Environment, *, allow_production: bool, allow_cross_environment: bool
+) -> None:
+    """Refuse a production restore without its confirmations: one to replace production at all, and a second one
+    when the data comes from another environment (staging's or dev's rows are not production's, whatever the
+    schema says). The CLI calls it before asking anything, ``restore`` again before touching anything.
+    """
+    if target.name != PRODUCTION:
+        return
+    if not allow_production:
+        raise TradeDBError(
+            "restoring replaces the production database: confirm it (tradedb restore ... --yes, or "
+            "allow_production=True)"
+        )
+    if backup.environment != target.name and not allow_cross_environment:
+        raise TradeDBError(
+            f"backup {backup.id} was taken of {backup.environment}, not production: restoring another "
+            f"environment's data into production needs its own confirmation (tradedb restore ... "
+            "--allow-cross-env, or allow_cross_environment=True); nothing was changed"
+        )
+
+
+class RestoreBlocked(MigrationLocked):
+    """A migration or another restore holds the target's migration lock: the restore refused, changing nothing."""
+
+
+class _TargetLock:
+    """The target's migration lock, held from before the restore changes anything until it ends.
+
+    Taken with ``tradedb.locks.migration_lock``, so a running migration (Dagster, CLI, plain alembic) or another
+    restore refuses this restore, and no migration can start on the target while it runs. Its connection is its
+    own and unpooled (``NullPool``): the swap must close it for real before renaming the target (see ``_swap``);
+    an in-place restore keeps it until the end.
+    """
+
+    def __init__(self, target: Environment) -> None:
+        self.target = target
+        self.engine = make_engine(
+            target, poolclass=NullPool, connect_args={"application_name": RESTORE_APPLICATION}
+        )
+        self.stack = contextlib.ExitStack()
+
+    def acquire(self) -> None:
+        try:
+            self.stack.enter_context(migration_lock(self.engine, self.target))
+        except MigrationLocked:
+            holder = lock_holder(self.engine)
+            self.release()
+            raise RestoreBlocked(
+                f"cannot restore into the {self.target.name} database: its migration lock is held by {holder} "
+                "(a migration or another restore is running); nothing was changed. Wait for it to finish, or "
+                "check `tradedb status`."
+            ) from None
+
+    def release(self) -> None:
+        """Release the lock and close its connection; a second call does nothing."""
+        try:
+            self.stack.close()
+        except OperationalError as exc:  # its session was ended by someone else: the lock went with it
+            log.warning("the restore's migration lock session on %s was lost: %s", self.target.name, exc)
+        finally:
+            self.engine.dispose()
+
+
 def restore(
     backup: Backup,
     target: Environment,
     *,
     verify: bool = True,
     allow_production: bool = False,
+    allow_cross_environment: bool = False,
     in_place: bool = False,
     jobs: int | None = None,
     launched_by: str | None = None,
@@ -888,57 +1057,52 @@ def restore(
 ) -> RestoreResult:
     """Replace the target's database with ``backup``, verified against the backup's checksums.
 
-    ``allow_production`` must be passed to restore into production (the CLI asks for confirmation first).
+    ``allow_production`` must be passed to restore into production (the CLI asks for confirmation first), and
+    ``allow_cross_environment`` too when the backup is of another environment. The target's migration lock is held
+    throughout: a running migration or restore makes this one fail with ``RestoreBlocked``, changing nothing.
     ``in_place`` restores into the existing target with ``pg_restore --clean`` instead of swapping databases (the
     fallback taken anyway when the role may not rename the target); the swap is safer and leaves no stray objects.
+    In production the swapped-out database is kept as ``<db>_old_<timestamp>`` (``RestoreResult.kept_database``).
     ``before_verify`` is called with the freshly restored copy before it is verified and swapped in: a place for
     extra checks (an app smoke query) that may raise to stop the swap. On any failure before the swap the target is
     untouched and the scratch database dropped.
     """
     from tradedb.ledger import cli_user
 
-    if target.name == "production" and not allow_production:
-        raise TradeDBError(
-            "restoring replaces the production database: confirm it (tradedb restore ... --yes, or "
-            "allow_production=True)"
-        )
+    check_restore_allowed(
+        backup, target, allow_production=allow_production, allow_cross_environment=allow_cross_environment
+    )
     if not (backup.path / "toc.dat").is_file():
         raise TradeDBError(f"backup {backup.id} at {backup.path} holds no dump (toc.dat missing)")
     launched_by = launched_by or cli_user("cli")
-    jobs = jobs or default_jobs()
-    database = target.url.database or ""
     started_at, started = datetime.now(UTC), time.monotonic()
     admin_engine = _admin_engine(target)
+    lock = _TargetLock(target)
     try:
         with admin_engine.connect() as admin:
+            privileges = _privileges(admin, target.url.database or "")
+            if privileges.target_exists:  # a missing database has no migration to wait for
+                lock.acquire()
             server_num = int(admin.scalar(text("SHOW server_version_num")))
             tools = client_tools(max(server_major(server_num), backup.tool_major))
-            privileges = _privileges(admin, database)
-            run = _SwapRestore if privileges.can_swap and not in_place else _InPlaceRestore
-            try:
-                run(backup, target, admin, tools, privileges, jobs, verify, before_verify).run()
-            except Exception as exc:
-                _ledger_on(
-                    target,
-                    kind="restore",
-                    name=backup.id,
-                    launched_by=launched_by,
-                    started_at=started_at,
-                    error=str(exc),
-                    detail={"source_environment": backup.environment, "mode": run.mode},
-                )
-                raise
+            check_dump(tools, backup)
+            run = (_SwapRestore if privileges.can_swap and not in_place else _InPlaceRestore)(
+                backup, target, admin, tools, privileges, jobs or default_jobs(), verify, before_verify, lock
+            )
+            kept = _run_recorded(run, launched_by, started_at)
     finally:
+        lock.release()
         admin_engine.dispose()
     result = RestoreResult(
         backup_id=backup.id,
         source_environment=backup.environment,
         target_environment=target.name,
-        database=database,
+        database=target.url.database or "",
         mode=run.mode,
         verified=verify,
         tables_verified=backup.tables if verify else 0,
         seconds=round(time.monotonic() - started, 3),
+        kept_database=kept,
     )
     _ledger_on(
         target,
@@ -951,34 +1115,72 @@ def restore(
     return result
 
 
+def _run_recorded(run: _SwapRestore, launched_by: str, started_at: datetime) -> str | None:
+    """Run the restore; a failure is recorded in the target's ledger before it propagates."""
+    try:
+        return run.run()
+    except Exception as exc:
+        _ledger_on(
+            run.target,
+            kind="restore",
+            name=run.backup.id,
+            launched_by=launched_by,
+            started_at=started_at,
+            error=str(exc),
+            detail={"source_environment": run.backup.environment, "mode": run.mode},
+        )
+        raise
+
+
+@dataclass
 class _SwapRestore:
     """Restore into a scratch database, verify it, then rename it into the target's place."""
 
-    mode = "swap"
+    backup: Backup
+    target: Environment
+    admin: Connection
+    tools: ClientTools
+    privileges: _Privileges
+    jobs: int
+    verify: bool
+    before_verify: Callable[[Environment], None] | None
+    lock: _TargetLock
+    mode: ClassVar[str] = "swap"
 
-    def __init__(self, backup, target, admin, tools, privileges, jobs, verify, before_verify) -> None:
-        self.backup, self.target, self.admin, self.tools = backup, target, admin, tools
-        self.privileges, self.jobs, self.verify, self.before_verify = privileges, jobs, verify, before_verify
+    def __post_init__(self) -> None:
         self.stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-        self.database = target.url.database or ""
+        self.database = self.target.url.database or ""
 
-    def run(self) -> None:
+    def run(self) -> str | None:
+        """Restore, check and swap; return the name the replaced database is kept under, if it is kept."""
         scratch = _derived_name(self.database, "restore", self.stamp)
         _create_scratch(self.admin, scratch, self.database, self.privileges)
         swapped = False
         try:
-            copy = Environment(self.target.name, self.target.url.set(database=scratch), embedded=False)
+            copy = self.scratch_environment(scratch)
             self.restore_into(copy, _restore_arguments(self.backup, self.target, self.privileges, self.jobs))
             self.check(copy)
             if self.privileges.target_exists:
                 _copy_database_properties(self.admin, self.database, scratch)
                 if self.backup.environment == self.target.name:
                     _append_history(copy, _history_since(self.target, self.backup.taken_at))
-            _swap(self.admin, scratch, self.database, self.stamp, self.privileges.target_exists)
+            kept = _swap(
+                self.admin,
+                scratch,
+                self.database,
+                self.stamp,
+                target_exists=self.privileges.target_exists,
+                release_lock=self.lock.release,
+                keep_old=self.target.name in KEEP_REPLACED_ENVIRONMENTS,
+            )
             swapped = True
+            return kept
         finally:
             if not swapped:
                 _drop_database(self.admin, scratch)
+
+    def scratch_environment(self, scratch: str) -> Environment:
+        return Environment(self.target.name, self.target.url.set(database=scratch), embedded=False)
 
     def restore_into(self, copy: Environment, arguments: list[str]) -> None:
         run_tool(
@@ -1004,25 +1206,22 @@ class _SwapRestore:
 class _InPlaceRestore(_SwapRestore):
     """For roles that may not rename the target: ``pg_restore --clean --if-exists --single-transaction``.
 
-    When the role may create a database, the dump is first restored and verified on a scratch copy (so a bad dump
-    never reaches the target); the target is then restored in one transaction (all or nothing) and verified again.
+    Before the target is touched, ``check_dump`` has read the dump's table of contents and found a data file for
+    every table the manifest lists. When the role may also create a database, the dump is first restored on a
+    scratch copy, passed to ``before_verify`` and (unless ``verify=False``) compared with the manifest's checksums
+    there, so a dump that does not restore or does not match never reaches the target; a role that may not create
+    one gets no such rehearsal, and its restore is proven only afterwards, on the target itself. The target is
+    then restored in one transaction (a pg_restore error rolls it all back) and, unless ``verify=False``, compared
+    with the manifest again; a mismatch found then is reported with the restored data already committed.
     Objects in the target that the dump does not hold survive an in-place restore; the swap has no such caveat.
+    The migration lock is held until the end (no rename needs its session gone), and nothing is kept aside.
     """
 
     mode = "in-place"
 
     def run(self) -> None:
         if self.privileges.superuser or self.privileges.createdb:
-            scratch = _derived_name(self.database, "restore", self.stamp)
-            _create_scratch(self.admin, scratch, self.database, self.privileges)
-            try:
-                copy = Environment(self.target.name, self.target.url.set(database=scratch), embedded=False)
-                self.restore_into(
-                    copy, _restore_arguments(self.backup, self.target, self.privileges, self.jobs)
-                )
-                self.check(copy)
-            finally:
-                _drop_database(self.admin, scratch)
+            self.rehearse_on_scratch()
         history = None
         if self.privileges.target_exists and self.backup.environment == self.target.name:
             history = _history_since(self.target, self.backup.taken_at)
@@ -1034,6 +1233,17 @@ class _InPlaceRestore(_SwapRestore):
                 f"in-place restore of backup {self.backup.id} into {self.target.name} completed but table(s) "
                 f"{', '.join(bad)} differ from the backup's checksums (the target holds the restored data)"
             )
+
+    def rehearse_on_scratch(self) -> None:
+        """Restore and check the dump on a throwaway database first, so a bad dump fails before the target."""
+        scratch = _derived_name(self.database, "restore", self.stamp)
+        _create_scratch(self.admin, scratch, self.database, self.privileges)
+        try:
+            copy = self.scratch_environment(scratch)
+            self.restore_into(copy, _restore_arguments(self.backup, self.target, self.privileges, self.jobs))
+            self.check(copy)
+        finally:
+            _drop_database(self.admin, scratch)
 
 
 # ------------------------------------------------------------------------------------------------ ledger

@@ -637,31 +637,51 @@ def backups(env_name: str, as_json: bool, do_prune: bool) -> None:
 @env_option
 @click.option("--from-env", "source_name", help="Environment the backup was taken of (default: --env).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@click.option(
+    "--allow-cross-env",
+    is_flag=True,
+    help="Confirm restoring another environment's backup into production (needed even with --yes).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip comparing table checksums with the backup's.")
 @click.option("--jobs", type=click.IntRange(1, 32), help="Parallel pg_restore workers.")
 def restore(
-    backup_id: str, env_name: str, source_name: str | None, yes: bool, no_verify: bool, jobs: int | None
+    backup_id: str,
+    env_name: str,
+    source_name: str | None,
+    yes: bool,
+    allow_cross_env: bool,
+    no_verify: bool,
+    jobs: int | None,
 ) -> None:
-    """Replace a database with backup BACKUP_ID (or `latest`), verified before it goes live."""
-    from tradedb.backup import find_backup
+    """Replace a database with backup BACKUP_ID (or `latest`), verified before it goes live.
+
+    Refused while a migration or another restore holds the target's migration lock. In production the replaced
+    database is kept as <db>_old_<time>, for the on-call engineer to drop.
+    """
+    from tradedb.backup import check_restore_allowed, find_backup
     from tradedb.backup import restore as run_restore
     from tradedb.settings import current_environment_name
 
     target = _env(env_name)
     found = find_backup(current_environment_name(source_name or target.name), backup_id)
+    # before any question: a missing --allow-cross-env must not be discovered after the operator typed "production"
+    check_restore_allowed(found, target, allow_production=True, allow_cross_environment=allow_cross_env)
     if not yes:
-        console.print(
-            f"the {target.name} database {target.safe_url} will be replaced by backup {found.id} of "
-            f"{found.environment} (revision {found.revision or '(empty)'}, taken {found.taken_at:%Y-%m-%d %H:%M} UTC)"
+        origin = "" if found.environment == target.name else " (ANOTHER environment)"
+        _confirm_restore(
+            target,
+            f"backup {found.id} of {found.environment}{origin} (revision {found.revision or '(empty)'}, "
+            f"taken {found.taken_at:%Y-%m-%d %H:%M} UTC)",
         )
-        if target.name == "production":  # a y/N reflex is not enough here
-            typed = click.prompt("type production to restore into it", default="", show_default=False)
-            if typed != "production":
-                raise click.exceptions.Abort()
-        else:
-            click.confirm("restore?", abort=True)
     with console.status(f"restoring {found.id} into {target.name}"):
-        result = run_restore(found, target, verify=not no_verify, allow_production=True, jobs=jobs)
+        result = run_restore(
+            found,
+            target,
+            verify=not no_verify,
+            allow_production=True,
+            allow_cross_environment=allow_cross_env,
+            jobs=jobs,
+        )
     checked = (
         f"{result.tables_verified} tables verified against the backup's checksums"
         if result.verified
@@ -672,6 +692,23 @@ def restore(
         f"(database {result.database}) by {result.mode}"
     )
     console.print(f"  {checked}, {result.seconds:.1f}s")
+    if result.kept_database:
+        console.print(
+            f"  the replaced database was kept as [bold]{result.kept_database}[/]; drop it once it is no longer "
+            f'needed: DROP DATABASE "{result.kept_database}";',
+            soft_wrap=True,
+        )
+
+
+def _confirm_restore(target: Environment, replacement: str) -> None:
+    """Ask before replacing a database; production must be typed out, since a y/N reflex is not enough there."""
+    console.print(f"the {target.name} database {target.safe_url} will be replaced by {replacement}")
+    if target.name == "production":
+        typed = click.prompt("type production to restore into it", default="", show_default=False)
+        if typed != "production":
+            raise click.exceptions.Abort()
+    else:
+        click.confirm("restore?", abort=True)
 
 
 # ----------------------------------------------------------------------------------------------- rehearsal and plan

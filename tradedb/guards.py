@@ -59,7 +59,7 @@ def require_data_migrations(names: tuple[str, ...] | list[str]) -> None:
     if waiting and finalize:
         from data_migrations.engine import finalize_inline
 
-        finalize_inline(conn, list(waiting))
+        finalize_inline(conn, list(waiting), **context.config.attributes.get("launch", {}))
         waiting = {m.name: count_pending(conn, m) for m in migrations if m.name in waiting}
         waiting = {name: n for name, n in waiting.items() if n}
     if waiting:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -114,10 +115,21 @@ def record(conn: Connection, entry: LedgerEntry) -> int:
     values = asdict(entry)
     values["duration_s"] = entry.duration_s
     values["error"] = scrub(entry.error) if entry.error else None
-    values["detail"] = json.dumps(entry.detail, default=str)
+    values["detail"] = json.dumps(_scrubbed(entry.detail, scrub), default=str)
     columns = ", ".join(values)
     params = ", ".join(f"CAST(:{k} AS jsonb)" if k == "detail" else f":{k}" for k in values)
     return int(conn.scalar(text(f"INSERT INTO {TABLE} ({columns}) VALUES ({params}) RETURNING id"), values))
+
+
+def _scrubbed(value: Any, scrub: Callable[[str], str]) -> Any:
+    """``value`` with every string passed through ``scrub``: details quote URLs and commands too."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, scrub) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v, scrub) for v in value]
+    return value
 
 
 def record_apart(engine, entry: LedgerEntry) -> None:
@@ -231,6 +243,10 @@ class SchemaStepRecorder:
         self._started = now()
         self._alerts: list[tuple[str, str, str]] = []
 
+    def launch(self) -> dict[str, str | None]:
+        """Who this run is, as ``RunOptions`` fields: data migrations a step finishes inline are recorded alike."""
+        return {"environment": self.environment, "launched_by": self.launched_by, "run_id": self.run_id}
+
     def watch(self, migration_context) -> None:
         """Wrap ``migration_context``'s step generator to note each step as it starts."""
         steps = migration_context._migrations_fn
@@ -244,14 +260,30 @@ class SchemaStepRecorder:
 
         migration_context._migrations_fn = noted
 
+    def step_name(self) -> str:
+        """The running (or last failed) step, for error messages: ``revision 0007 (upgrade)``."""
+        if self._step is None:
+            return "this step"
+        direction = "stamp" if self._step.is_stamp else "upgrade" if self._step.is_upgrade else "downgrade"
+        return f"revision {','.join(self._step.up_revision_ids) or 'base'} ({direction})"
+
     def on_version_apply(self, ctx, step, heads, run_args) -> None:
-        """Alembic callback after each step, inside the step's transaction."""
+        """Alembic callback after each step, inside the step's transaction.
+
+        The row is written under a savepoint: a ledger that cannot be written is logged, never the reason a
+        migration fails or rolls back.
+        """
         if ctx.as_sql:
             return
         from tradedb.schema import database_size
 
-        size_after = database_size(ctx.connection)
-        record(ctx.connection, self._entry(step, "success", size_after=size_after))
+        try:
+            with ctx.connection.begin_nested():
+                size_after = database_size(ctx.connection)
+                record(ctx.connection, self._entry(step, "success", size_after=size_after))
+        except Exception as exc:
+            log.warning("could not record %s in the ledger: %s", step, _one_line(exc))
+            size_after = None
         self._size, self._step = size_after, None
 
     def failed(self, connection: Connection, exc: BaseException) -> None:

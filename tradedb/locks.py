@@ -7,6 +7,7 @@ or plain alembic, is refused at once with who holds it, instead of queueing behi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +22,35 @@ LOCK_KEY = 0x7472_6164_6564_62  # "tradedb" as a bigint: one lock per database, 
 
 class MigrationLocked(TradeDBError):
     """Another process is migrating this database right now."""
+
+
+class DDLLockTimeout(TradeDBError):
+    """A schema step gave up waiting for its table lock (``lock_timeout``); nothing of it was applied.
+
+    Retryable, unlike other operator errors: the application transaction in the way usually ends within seconds.
+    """
+
+
+DDL_TARGET = re.compile(
+    r"(?i)\b(?:ALTER|LOCK|DROP|TRUNCATE)\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?([\w.\"]+)|\bON\s+([\w.\"]+)"
+)
+
+
+def ddl_lock_timeout(exc: BaseException, step: str, timeout: str) -> DDLLockTimeout | None:
+    """The one-line error for a DDL statement that hit ``lock_timeout`` (None for any other error)."""
+    from psycopg2 import errors as pg_errors
+
+    if not isinstance(getattr(exc, "orig", None), pg_errors.LockNotAvailable):
+        return None
+    statement = getattr(exc, "statement", "") or ""
+    found = DDL_TARGET.search(statement)
+    table = next((g for g in found.groups() if g), None) if found else None
+    on = f" on {table}" if table else ""
+    return DDLLockTimeout(
+        f"{step} gave up after waiting lock_timeout {timeout} for its lock{on}: a long application transaction "
+        "holds it. Nothing of this step was applied; retry (Dagster retries by itself), or wait longer with "
+        "`-x lock_timeout=30s` / TRADEDB_LOCK_TIMEOUT"
+    )
 
 
 def lock_holder(engine: Engine) -> str:

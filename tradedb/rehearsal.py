@@ -2,13 +2,14 @@
 
 What a rehearsal does, in order:
 1. refresh staging (by default: restore the latest production backup into it, taking one when none exists);
-2. under the migration lock, note the starting revision and checksum every app table;
+2. under the migration lock, note the starting revision and checksum every app table, and check that staging is
+   still what the refresh put there (see ``rehearse`` for why the lock cannot simply be held through the refresh);
 3. run the deploy steps exactly as the Dagster deploy job does (``tradedb.pipeline.apply_revision`` and
    ``run_data_migration``, in ``deploy_order``, each data migration gated by the checks Dagster gates it with),
    timing each step while a ``LockSampler`` watches ``pg_locks`` for ACCESS EXCLUSIVE locks;
 4. run the head checks (foreign-key orphans, schema drift);
-5. round trip: downgrade to the starting revision, compare checksums with the start, upgrade again through the
-   same steps, compare checksums with the first deploy (see ``round_trip``);
+5. round trip: downgrade to the starting revision, upgrade again through the same steps, and judge the checksums
+   with ``validate.round_trip_problems``, the one rule of what must survive a round trip (see ``round_trip``);
 6. return a ``RehearsalReport``: the Dagster rehearsal asset stores it as metadata, and the production schedule's
    fit decision reads the step durations back (``estimated_seconds``).
 
@@ -26,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cache
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 import data_migrations
 from data_migrations import checks as core_checks
@@ -443,29 +445,54 @@ def estimated_seconds(report: RehearsalReport, pending_steps: list[Step]) -> flo
 # ------------------------------------------------------------------------------------------------ rehearse
 
 
+@dataclass(frozen=True)
+class Refreshed:
+    """What a refresh put into staging: where it came from, and the state the rehearsal must find there.
+
+    ``checksums`` (with ``revision``) are what staging must hold once the rehearsal has its lock; None when the
+    refresh cannot say (a custom refresh returning only a description), and then nothing is compared.
+    """
+
+    origin: str
+    revision: str | None = None
+    checksums: dict[str, str] | None = None
+
+
 def rehearse(
     staging: Environment,
     *,
     source: Backup | None = None,
-    refresh: Callable[[], str] | None = None,
+    refresh: Callable[[], str | Refreshed] | None = None,
     on_step: Callable[[StepMeasurement], None] | None = None,
     run_id: str | None = None,
 ) -> RehearsalReport:
     """Refresh ``staging``, deploy it to head as production would, check, round-trip; return the measurements.
 
     ``refresh`` replaces the default refresh (restore ``source``, else production's latest backup, else a fresh
-    one) and returns where staging came from. ``on_step`` is called after each measured deploy step. ``run_id``
-    is the Dagster run's, so the ledger names it. A failing step raises ``RehearsalFailed`` carrying the report.
+    one) and returns where staging came from, as text or as a ``Refreshed`` naming the state to expect.
+    ``on_step`` is called after each measured deploy step. ``run_id`` is the Dagster run's, so the ledger names it.
+    A failing step raises ``RehearsalFailed`` carrying the report.
+
+    Staging's migration lock cannot be held through a restore: a swap restore terminates every session on the old
+    database (the lock's included) and puts a new database in its place, whose advisory locks are its own; and a
+    restore that takes the target's lock itself would find ours. So the lock guards each side of the restore:
+    - before it, staging must not be locked, and the default refresh holds the lock while it picks or takes the
+      production backup (the long part), releasing it just before the restore, which takes it itself;
+    - after it, the rehearsal takes the lock and checks that staging is still exactly what the refresh put there
+      (same revision, every table equal to the backup's checksums); a migration that ran in between fails the
+      rehearsal clearly instead of being measured as if it were production.
     """
     _refuse_production(staging)
     _refuse_while_migrating(staging)
     launched_by = ledger.dagster_launcher(run_id) if run_id else None
-    origin = refresh() if refresh is not None else refresh_from_production(staging, source, launched_by)
-    report = RehearsalReport(fingerprint(), staging.name, origin, datetime.now(UTC), schema.head())
+    refreshed = _as_refreshed(
+        refresh() if refresh is not None else refresh_from_production(staging, source, launched_by)
+    )
+    report = RehearsalReport(fingerprint(), staging.name, refreshed.origin, datetime.now(UTC), schema.head())
     engine = make_engine(staging)
     try:
         with migration_lock(engine, staging):
-            _Rehearsal(staging, report, run_id, on_step).all_phases()
+            _Rehearsal(staging, report, run_id, on_step).all_phases(refreshed)
     except Exception as exc:
         report.error = report.error or _first_line(exc)
         raise
@@ -476,18 +503,53 @@ def rehearse(
     return report
 
 
+def _as_refreshed(result: str | Refreshed) -> Refreshed:
+    return result if isinstance(result, Refreshed) else Refreshed(result)
+
+
 def _refuse_while_migrating(staging: Environment) -> None:
     """Fail before the refresh overwrites staging under someone else's migration (a missing database is fine)."""
+    with _staging_lock_if_reachable(staging):
+        pass
+
+
+@contextmanager
+def _staging_lock_if_reachable(staging: Environment) -> Iterator[None]:
+    """Hold staging's migration lock for the block; ``MigrationLocked`` when someone else holds it.
+
+    A staging database that does not answer (not created yet) runs the block unlocked: nobody can be migrating
+    it, and the refresh creates it or fails with its own clear error.
+    """
     engine = make_engine(staging)
     try:
-        with migration_lock(engine, staging):
-            pass
-    except MigrationLocked:
-        raise
-    except TradeDBError:
-        pass  # unreachable: the refresh creates it, or fails with its own clear error
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(migration_lock(engine, staging))
+            except MigrationLocked:
+                raise
+            except TradeDBError as exc:
+                log.info("staging not locked before its refresh: %s", exc)
+            yield
     finally:
         engine.dispose()
+
+
+def _require_refreshed(expected: Refreshed, revision: str | None, checksums: dict[str, str]) -> None:
+    """Fail unless staging (read under the rehearsal's lock) is what the refresh left: nobody migrated it since."""
+    if expected.checksums is None:
+        return
+    found = []
+    if revision != expected.revision:
+        found.append(
+            f"it is at revision {revision or 'empty'}, the refresh left {expected.revision or 'empty'}"
+        )
+    if changed := differing(expected.checksums, checksums):
+        found.append(f"table(s) {', '.join(changed)} differ from the refreshed copy")
+    if found:
+        raise TradeDBError(
+            f"staging changed between its refresh and the rehearsal's lock ({'; '.join(found)}): another session "
+            "migrated it, and nothing was rehearsed. Rehearse again once it is done."
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -504,10 +566,12 @@ def _refuse_production(staging: Environment) -> None:
 
 def refresh_from_production(
     staging: Environment, source: Backup | None = None, launched_by: str | None = None
-) -> str:
+) -> Refreshed:
     """Restore ``source`` (default: production's latest backup, or a fresh one) into staging; say what it was.
 
-    The restore is verified against the backup's checksums, so a rehearsal never measures a damaged copy.
+    The restore is verified against the backup's checksums, so a rehearsal never measures a damaged copy; the
+    backup's revision and checksums are returned for the rehearsal to check again under its lock. Staging's lock
+    is held while the backup is picked or taken, so no migration starts on staging just to be overwritten.
     """
     from tradedb import backup
 
@@ -516,18 +580,55 @@ def refresh_from_production(
         raise TradeDBError(
             f"refusing to rehearse: staging and production are the same database ({staging.safe_url})"
         )
-    kind = "backup"
-    if source is None:
-        source = backup.latest_backup(production)
-    if source is None:
-        source = backup.take_backup(production, reason="rehearsal", launched_by=launched_by)
-        kind = "fresh backup"
+    with _staging_lock_if_reachable(staging):
+        source, kind = _production_backup(production, source, launched_by)
     backup.restore(source, staging, launched_by=launched_by)
-    return f"{kind} {_describe_backup(source)}"
+    return Refreshed(f"{kind} {_describe_backup(source)}", source.revision, dict(source.checksums))
+
+
+def _production_backup(
+    production: Environment, source: Backup | None, launched_by: str | None
+) -> tuple[Backup, str]:
+    """The backup to restore, and how it was found: ``source``, else the latest, else a fresh one."""
+    from tradedb import backup
+
+    if source is not None:
+        return source, "backup"
+    latest = backup.latest_backup(production)
+    if latest is not None:
+        return latest, "backup"
+    return backup.take_backup(production, reason="rehearsal", launched_by=launched_by), "fresh backup"
+
+
+IDENTITY_SQL = text(
+    "SELECT system_identifier, pg_postmaster_start_time(), current_database() FROM pg_control_system()"
+)
 
 
 def _same_database(a: Environment, b: Environment) -> bool:
-    return (a.url.host, a.url.port, a.url.database) == (b.url.host, b.url.port, b.url.database)
+    """Whether ``a`` and ``b`` are one database, asked of the servers themselves, however the URLs spell them.
+
+    ``localhost`` and ``127.0.0.1``, a socket folder and its symlink, an explicit default port: text differs, the
+    database does not. Each server reports its cluster's system identifier and its start time (a clone made with
+    ``pg_basebackup`` shares the identifier, never the start time) and the database name. When either does not
+    answer (production down while an existing backup is restored), this falls back to comparing the URLs' host,
+    port and database, which such spellings can still fool.
+    """
+    ids = _database_identity(a), _database_identity(b)
+    if None in ids:
+        return (a.url.host, a.url.port, a.url.database) == (b.url.host, b.url.port, b.url.database)
+    return ids[0] == ids[1]
+
+
+def _database_identity(env: Environment) -> tuple[int, datetime, str] | None:
+    """(system identifier, server start time, database name) of ``env``'s database; None when it does not answer."""
+    try:
+        with connect_checked(env) as conn:
+            identifier, started, database = conn.execute(IDENTITY_SQL).one()
+    except (TradeDBError, SQLAlchemyError) as exc:
+        log.info("cannot ask the %s server who it is: %s", env.name, _first_line(exc))
+        return None
+    return int(identifier), started, database
 
 
 def _describe_backup(b: Backup) -> str:
@@ -573,11 +674,15 @@ class _Rehearsal:
             {"launched_by": ledger.dagster_launcher(run_id), "run_id": run_id} if run_id else {}
         )
 
-    def all_phases(self) -> None:
+    def all_phases(self, refreshed: Refreshed) -> None:
         start = schema.current_revision(self.env)
         self.report.start_revision = start
         self.report.table_rows = self._table_rows()
         start_sums = table_checksums(self.env)
+        self._guard(
+            "checking staging is the refreshed copy",
+            lambda: _require_refreshed(refreshed, start, start_sums),
+        )
         steps = deploy_order(start)
         self.deploy(steps)
         head_sums = table_checksums(self.env)
@@ -691,16 +796,14 @@ class _Rehearsal:
         return [orphans, drift, unchanged]
 
     def round_trip(self, start: str | None, steps: list[Step], start_sums: dict, head_sums: dict) -> None:
-        """Downgrade to ``start`` and upgrade again through the same steps; compare with the start and the deploy.
+        """Downgrade to ``start`` and upgrade again through the same steps; judge it as ``validate`` judges one.
 
-        Two comparisons: after the downgrade each table must equal its checksum at the start, and after the
-        re-upgrade (data migrations re-run after their ``after`` revision, as in the deploy: the downgrade reset
-        their state) each table must equal its checksum after the first deploy. Both are strict for every table
-        except those written by a pending revision that declares ``preserves_data = False``: its downgrade
-        rebuilds a legacy column in canonical form and the data migration's state (quarantine included) is reset,
-        so the re-upgrade starts from different input and may legitimately end elsewhere too. Those tables are
-        still compared; a change in them is reported in ``round_trip_expected`` with the declaring revision,
-        without failing the round trip.
+        ``validate.round_trip_problems`` is the one rule of what must survive a round trip: after the downgrade
+        every table equals its checksum at the start, except those written by a pending revision declaring
+        ``preserves_data = False`` (its downgrade rebuilds a legacy column in canonical form); after the re-upgrade
+        (data migrations re-run after their ``after`` revision, as in the deploy) every table, those included,
+        equals its checksum after the first deploy. A change in an exempt table after the downgrade is reported
+        in ``round_trip_expected`` with the declaring revision, without failing the round trip.
         """
         exempt = not_restorable_tables(_pending_revisions(start))
         self.report.round_trip_exempt = exempt
@@ -713,11 +816,14 @@ class _Rehearsal:
             self.run_step(step, None)
         self.report.reupgrade_seconds = round(time.monotonic() - started, 3)
         reup_sums = table_checksums(self.env)
-        strict = [_without(sums, exempt) for sums in (start_sums, head_sums, down_sums, reup_sums)]
-        self.report.round_trip_differences = round_trip_problems(*strict)
-        self.report.round_trip_expected = _expected_changes(
-            exempt, start_sums, head_sums, down_sums, reup_sums
+        self.report.round_trip_differences = round_trip_problems(
+            start_sums, head_sums, down_sums, reup_sums, not_restorable=exempt
         )
+        self.report.round_trip_expected = [
+            f"{t}: not restored by the downgrade ({exempt[t]})"
+            for t in differing(start_sums, down_sums)
+            if t in exempt
+        ]
         self.report.round_trip_ok = not self.report.round_trip_differences
 
     def _downgrade(self, target: str) -> None:
@@ -775,17 +881,6 @@ def not_restorable_tables(pending: list[schema.RevisionInfo]) -> dict[str, str]:
             continue
         for table in sorted(_tables_written(info)):
             out.setdefault(table, f"revision {info.revision} declares preserves_data = False")
-    return out
-
-
-def _without(sums: dict[str, str], tables: dict[str, str]) -> dict[str, str]:
-    return {t: v for t, v in sums.items() if t not in tables}
-
-
-def _expected_changes(exempt: dict[str, str], start: dict, head: dict, down: dict, reup: dict) -> list[str]:
-    """Changes in tables a non-preserving revision may change, each with the declaration that allows it."""
-    out = [f"{t}: not restored by the downgrade ({exempt[t]})" for t in differing(start, down) if t in exempt]
-    out += [f"{t}: differs after re-upgrade ({exempt[t]})" for t in differing(head, reup) if t in exempt]
     return out
 
 

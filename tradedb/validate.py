@@ -126,7 +126,7 @@ def validate(
         seeded = False
         for info in schema.revisions():
             for name in info.requires_data:
-                result = data_engine.run(scratch.url, name)
+                result = data_engine.run(scratch.url, name, data_engine.RunOptions(environment=scratch.name))
                 if result.status != "finished":
                     raise TradeDBError(
                         f"data migration {name} did not finish on the scratch database: {result.stop_reason}"

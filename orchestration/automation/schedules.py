@@ -2,8 +2,8 @@
 
 The window schedule ticks every ``TICK_MINUTES`` and lets ``tradedb.windows.decide_launch`` decide: it launches
 once per window (the run key is the window's start) and otherwise skips with the reason the UI shows in the
-schedule's tick history: nothing pending, outside the window, or the rehearsed duration does not fit the time
-left. Both start stopped: an operator turns on automation for production deliberately (Automation tab, or
+schedule's tick history: nothing pending, outside the window, the rehearsed duration does not fit the time
+left, or a deploy is still running. An always-open production (``always = true``) launches once per pending state. Both start stopped: an operator turns on automation for production deliberately (Automation tab, or
 ``dagster schedule start production_window_deploy``).
 """
 
@@ -11,7 +11,7 @@ import dagster as dg
 
 from orchestration.automation.jobs import DRIFT_WATCH_JOB
 from orchestration.rehearsal.assets import latest_rehearsal
-from tradedb import plan, windows
+from tradedb import plan, rehearsal, windows
 from tradedb.settings import resolve_environment
 
 TICK_MINUTES = 15  # how late after a window opens the deploy may start
@@ -43,8 +43,11 @@ def production_window_deploy(context: dg.ScheduleEvaluationContext):
     decision, deployment = window_decision(context.instance, context.scheduled_execution_time)
     if not decision.launch:
         return dg.SkipReason(decision.reason)
+    active = active_runs(context.instance, "deploy_production")
+    if active:
+        return dg.SkipReason(f"deploy_production run {active[0][:8]} is still in progress")
     return dg.RunRequest(
-        run_key=decision.run_key,
+        run_key=decision.run_key or pending_state_key(deployment),
         tags={
             "tradedb/window": f"{decision.window.start:%Y-%m-%dT%H:%MZ}/{decision.window.end:%Y-%m-%dT%H:%MZ}"
             if decision.window
@@ -53,6 +56,19 @@ def production_window_deploy(context: dg.ScheduleEvaluationContext):
             "tradedb/pending_steps": str(len(deployment.steps)),
         },
     )
+
+
+def pending_state_key(deployment: plan.Plan) -> str:
+    """Without windows (always open) launch once per pending state: the revision it starts from and the code.
+
+    A failed run is then not relaunched every tick; it is relaunched once the database or the code has moved.
+    """
+    return f"pending-{deployment.current or 'empty'}-{rehearsal.fingerprint()}"
+
+
+def active_runs(instance: dg.DagsterInstance, job_name: str) -> list[str]:
+    statuses = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    return [r.run_id for r in instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=statuses))]
 
 
 drift_watch_schedule = dg.ScheduleDefinition(

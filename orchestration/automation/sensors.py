@@ -3,7 +3,8 @@
 - ``staging_rehearsal``: when the fingerprint of the revisions and data migrations in code differs from the one
   staging last rehearsed, request a rehearsal; the run key is the fingerprint, so each change is rehearsed once.
   Starts stopped, like the production schedule: refreshing staging from production is an operator's decision.
-- ``alert_on_run_failure``: every failed run of this location becomes a ``run_failed`` alert.
+- ``alert_on_run_failure``: every failed run of this location becomes one alert: ``run_failed``, or
+  ``backup_failed`` / ``deadline_stop`` when that is why it stopped (``orchestration.run.alert_failed_run``).
 - ``alert_on_long_runs``: a run still going after ``LONG_RUN_FACTOR`` times what it should take (the rehearsal's
   estimate for a production deploy, else the median of the job's recent successful runs) alerts once.
 """
@@ -16,7 +17,7 @@ import dagster as dg
 
 from orchestration.automation.jobs import REHEARSE_JOB
 from orchestration.rehearsal.assets import latest_rehearsal
-from orchestration.run import first_error
+from orchestration.run import alert_failed_run
 from tradedb import alerts, rehearsal
 
 LONG_RUN_FACTOR = 2.0  # alert when a run takes this many times longer than expected
@@ -44,13 +45,12 @@ def staging_rehearsal(context: dg.SensorEvaluationContext):
 @dg.run_failure_sensor(name="alert_on_run_failure", default_status=dg.DefaultSensorStatus.RUNNING)
 def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
     run = context.dagster_run
-    reason = first_error(context.get_step_failure_events()) if context.get_step_failure_events() else None
-    alerts.send(
-        run.tags.get("environment", "dev"),
-        alerts.RUN_FAILED,
-        f"{run.job_name} run {run.run_id[:8]} failed",
-        reason or context.failure_event.message or "see the Dagster event log",
-        {"run_id": run.run_id, "job": run.job_name},
+    alert_failed_run(
+        run.job_name,
+        run.run_id,
+        run.tags,
+        context.get_step_failure_events(),
+        fallback=context.failure_event.message or "see the Dagster event log",
     )
 
 

@@ -10,7 +10,8 @@ import data_migrations
 from data_migrations.base import DataMigration
 from data_migrations.progress import log_reporter
 from orchestration.environments import ENVIRONMENTS, SCHEMA_POOL, data_key, revision_key
-from orchestration.resources import RunGuard
+from orchestration.resources import DeadlinePassed, RunGuard
+from orchestration.run import ERROR_TYPE
 from orchestration.steps import RETRY, core_call, size_and_rows
 from tradedb import schema
 from tradedb.pipeline import run_data_migration
@@ -65,6 +66,8 @@ def data_asset(env_name: str, m: DataMigration) -> dg.AssetsDefinition:
             **guard.planned(env_name, "data", m.name),
         }
         if result.status != "finished":
+            if result.stopped_at_deadline:  # alerted as a deadline stop, not as a failure
+                metadata[ERROR_TYPE] = DeadlinePassed.__name__
             raise dg.Failure(
                 description=f"{m.name} stopped ({result.status}): {result.stop_reason}; the next run resumes it",
                 metadata=metadata,
