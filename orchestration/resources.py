@@ -25,12 +25,11 @@ from tradedb import alerts, ledger, windows
 from tradedb.db import make_engine
 from tradedb.errors import TradeDBError
 from tradedb.locks import migration_lock
-from tradedb.plan import Plan, build_plan
+from tradedb.plan import BACKUP_ENVIRONMENTS, Plan, build_plan
 from tradedb.settings import Environment, resolve_environment
 
 OVERRIDE_TAG = "tradedb/window_override"
 DEADLINE_TAG = "tradedb/deadline"
-BACKUP_ENVIRONMENTS = ("production",)  # environments whose schema never changes without a fresh backup
 
 
 class BackupRefused(TradeDBError):
@@ -85,18 +84,23 @@ class RunGuard:
         )
         if step is None:
             return {}
+        first = held.plan.steps[0] is step
         return {
             "planned_estimate": step.estimate_text,
             "planned_lock": step.lock_text,
+            "planned_window": f"{'window' if step.needs_window else 'online'}: {step.why}",
             "rollback": step.rollback,
+            # the whole plan once per run, on its first step, so the run's page shows its rollback plan
+            **({"deployment_plan": dg.MetadataValue.md(held.plan.markdown())} if first else {}),
         }
 
-    def _plan(self, env: Environment) -> Plan | None:
-        """The deployment plan at the start of the run, logged whole (the rollback plan of this run)."""
+    def _plan(self, env: Environment, backup: str | None = None) -> Plan | None:
+        """The deployment plan, logged whole (the rollback plan of this run); again once the backup is named."""
         from orchestration.rehearsal.assets import latest_rehearsal
 
         try:
-            deployment = build_plan(env, latest_rehearsal(self.instance) if self.instance else None)
+            rehearsed = latest_rehearsal(self.instance) if self.instance else None
+            deployment = build_plan(env, rehearsed, backup=backup)
         except TradeDBError as exc:
             if self.log:
                 self.log.warning(f"no deployment plan for {env.name}: {exc}")
@@ -131,6 +135,7 @@ class RunGuard:
         self._require_before_deadline(env_name)
         if env_name in BACKUP_ENVIRONMENTS and held.backup_id is None:
             held.backup_id = self._backup(held.env)
+            held.plan = self._plan(held.env, backup=held.backup_id) or held.plan  # rollbacks name this backup
             self._require_before_deadline(env_name)
 
     def _require_before_deadline(self, env_name: str) -> None:
@@ -154,9 +159,12 @@ class RunGuard:
                 reason=f"before deploy run {self.run_id}",
                 launched_by=ledger.dagster_launcher(self.run_id),
             )
-        except TradeDBError as exc:
+        except Exception as exc:  # any failure to back up, not only ours, means no change
+            reason = alerts.scrub(
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            )
             raise BackupRefused(
-                f"no successful backup of {env.name}, so no schema change was made: {exc}"
+                f"no successful backup of {env.name}, so no schema change was made: {reason}"
             ) from None
         if self.log:
             self.log.info(

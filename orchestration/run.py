@@ -102,12 +102,23 @@ def alert_failed_run(job_name: str, run_id: str, tags, events, fallback: str | N
     steps_failed = [e for e in events if e.is_step_failure]
     detail = first_error(steps_failed) if steps_failed else fallback or first_error(events)
     alerts.send(
-        tags.get("environment", "dev"),
+        tags.get("environment") or environment_of(steps_failed),
         kind,
         f"{job_name} run {run_id[:8]} {what}",
         detail,
         {"run_id": run_id, "job": job_name},
     )
+
+
+def environment_of(step_failures) -> str:
+    """The environment a run without an ``environment`` tag failed in, from its step key (``production__...``)."""
+    from tradedb.settings import ENVIRONMENTS
+
+    for event in step_failures:
+        prefix = (event.step_key or "").split("__", 1)[0]
+        if prefix in ENVIRONMENTS:
+            return prefix
+    return "dev"
 
 
 def failure_error_type(event) -> str | None:

@@ -25,14 +25,19 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-SIDE_EFFECT_PATHS = ("TRADEDB_ALERT_LOG", "TRADEDB_BACKUP_DIR")  # where tests' alerts and backups go
+SIDE_EFFECT_PATHS = (
+    "TRADEDB_ALERT_LOG",
+    "TRADEDB_BACKUP_DIR",
+    "TRADEDB_REPORTS_DIR",
+)  # tests' alerts, backups, charts
 
 
 @pytest.fixture(autouse=True)
 def _private_side_effects(tmp_path, monkeypatch) -> None:
-    """Alerts and backups of a test go to its own temp folder (never the repo's), also for CLI subprocesses."""
+    """Alerts, backups and charts of a test go to its own temp folder (never the repo's), also for CLI subprocesses."""
     monkeypatch.setenv("TRADEDB_ALERT_LOG", str(tmp_path / "alerts.log"))
     monkeypatch.setenv("TRADEDB_BACKUP_DIR", str(tmp_path / "backups"))
+    monkeypatch.setenv("TRADEDB_REPORTS_DIR", str(tmp_path / "reports"))
 
 
 @pytest.fixture(scope="session")

@@ -127,6 +127,12 @@ def test_outside_the_window_the_run_is_refused_unless_overridden_with_a_reason(s
         or m.asset_key.path[-1] == "rev_0007"
     )
     assert first.materialization.metadata["backup"].value == backup_id
+    # the run's rollback plan is on its first step and names the backup the run took
+    assert backup_id in first.materialization.metadata["deployment_plan"].value
+    (contract,) = [m for m in done.get_asset_materialization_events() if m.asset_key.path[-1] == "rev_0014"]
+    assert (
+        f"tradedb restore {backup_id} --env production" in contract.materialization.metadata["rollback"].value
+    )
 
 
 def test_a_deadline_stops_the_run_cleanly_and_the_next_window_resumes(site):
@@ -173,7 +179,10 @@ def test_rehearsal_job_sensor_schedule_and_plan(site, tmp_path):
 
         # the plan uses the rehearsal's figures
         plan = build_plan(production, report)
-        assert plan.rehearsal_current and plan.estimated_seconds == pytest.approx(report.deploy_seconds)
+        assert plan.rehearsal_current and plan.backup_seconds > 0  # the refresh's production backup, timed
+        assert plan.estimated_seconds == pytest.approx(report.deploy_seconds + plan.backup_seconds)
+        dropping = next(s for s in plan.steps if s.name == "0014")
+        assert dropping.rollback.endswith("comes back only with: tradedb restore latest --env production")
         assert [s.name for s in plan.steps][0] == "0007"
         step = next(s for s in plan.steps if s.name == "0013")
         assert step.needs_window and step.rollback == "alembic -x env=production downgrade 0012"
@@ -235,6 +244,11 @@ def test_drift_watch_job_catches_a_manual_alter_table_and_alerts(site):
         schema.upgrade(env, "head")
     schema.downgrade(site["staging"], "0010")  # behind head: compared with what 0010 should contain
     execute(site["production"], "ALTER TABLE trades ADD COLUMN hotfix_note text")
+    # what the ledger sees when an applied revision's file is edited: its recorded checksum no longer matches
+    execute(
+        site["staging"],
+        "UPDATE tradedb_migrations.ledger SET file_checksum = repeat('0', 64) WHERE name = '0003'",
+    )
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("drift_watch").execute_in_process(
             instance=instance, raise_on_error=False
@@ -246,10 +260,31 @@ def test_drift_watch_job_catches_a_manual_alter_table_and_alerts(site):
         assert verdicts[("staging", "schema_matches_models")] is True
         assert verdicts[("dev", "schema_matches_models")] is True
         assert verdicts[("production", "revision_files_unchanged")] is True
+        assert verdicts[("staging", "revision_files_unchanged")] is False
         reports = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
         assert reports == {"dev", "staging", "production"}
     (drift,) = [a for a in alerts.recent(50) if a["kind"] == alerts.DRIFT]
     assert drift["environment"] == "production" and "hotfix_note" in drift["detail"]
+    (edited,) = [a for a in alerts.recent(50) if a["kind"] == alerts.EDITED_REVISION]
+    assert edited["environment"] == "staging" and "0003" in edited["title"]
+
+
+def test_a_drift_watch_that_cannot_run_alerts_its_own_environment(site, monkeypatch):
+    for env in site.values():
+        schema.upgrade(env, "head")
+    gone = site["production"].url.set(database="no_such_database")
+    monkeypatch.setenv("TRADEDB_PRODUCTION_URL", gone.render_as_string(hide_password=False))
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("drift_watch").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        verdicts = {
+            (e.asset_key.path[0], e.check_name): e.passed for e in result.get_asset_check_evaluations()
+        }
+    assert verdicts[("production", "schema_matches_models")] is False
+    assert verdicts[("dev", "schema_matches_models")] is True
+    (alert,) = [a for a in alerts.recent(50) if a["title"].startswith("drift watch could not run")]
+    assert alert["environment"] == "production"
 
 
 def test_long_running_runs_alert_once(site, monkeypatch):

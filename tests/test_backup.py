@@ -335,6 +335,123 @@ def test_an_unreachable_database_is_one_clear_error_and_no_folder(env, backup_ro
     assert leftovers(backup_root) == []
 
 
+def not_a_folder(tmp_path: Path) -> Path:
+    """A backup root under a regular file: creating it fails with NotADirectoryError, even for root."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder\n")
+    return afile / "backups"
+
+
+def test_an_unwritable_backup_root_is_one_clear_error_and_a_failed_row(env, tmp_path, monkeypatch):
+    env = with_password(seeded(env, rows=20))
+    root = not_a_folder(tmp_path)
+    monkeypatch.setenv("TRADEDB_BACKUP_DIR", str(root))
+
+    with pytest.raises(TradeDBError) as caught:
+        backup.take_backup(env, reason="test")
+    message = str(caught.value)
+    assert message == (
+        f"backup of the dev database failed: {root / 'dev'}: Not a directory; set [backups] root in the config "
+        f"file or TRADEDB_BACKUP_DIR to a writable folder (the backup root is {root})"
+    )
+    assert leftovers(tmp_path / "backups") == []
+    # the database answered, so the failure is on record there, as the same one line
+    row = scalar(env, "SELECT to_jsonb(b) FROM tradedb_migrations.backups b")
+    assert (row["status"], row["error"], row["reason"]) == ("failed", message, "test")
+    [entry] = ledger_rows(env, "backup")
+    assert (entry["outcome"], entry["error"]) == ("failure", message)
+
+    result = run_cli(
+        "backup",
+        env=env,
+        extra={"TRADEDB_BACKUP_DIR": str(root), "TRADEDB_CONFIG": str(tmp_path / "tradedb.toml")},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: {message}"]  # one line, no traceback
+    assert password_of(env) not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def make_role(server_url) -> Iterator[Callable[..., str]]:
+    """Factory for login roles of their own (the embedded server trusts them); dropped, with their databases."""
+    made: list[str] = []
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+
+    def make(*options: str) -> str:
+        name = f"r_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE ROLE "{name}" LOGIN {" ".join(options)}')
+        made.append(name)
+        return name
+
+    yield make
+    with admin.connect() as conn:
+        for name in made:
+            owned = conn.execute(
+                text(
+                    "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = :r)"
+                ),
+                {"r": name},
+            ).scalars()
+            for database in list(owned):
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{name}"')
+    admin.dispose()
+
+
+def as_role(env: Environment, role: str) -> Environment:
+    return Environment(env.name, env.url.set(username=role, password=PASSWORD), embedded=False)
+
+
+def test_a_missing_privilege_is_one_clear_error_not_a_traceback(env, make_role, tmp_path):
+    seeded(env, rows=20)
+    reader = as_role(env, make_role())  # may connect, may not create the backups table
+
+    with pytest.raises(TradeDBError) as caught:
+        backup.take_backup(reader, reason="test")
+    message = str(caught.value)
+    assert message.startswith(
+        f"backup of the dev database failed: permission denied for database {env.url.database}"
+    )
+    assert "(while running `CREATE SCHEMA IF NOT EXISTS tradedb_migrations;" in message
+    assert message.endswith(f"grant the {reader.url.username} role that privilege, or use a role that has it")
+    assert "\n" not in message and PASSWORD not in message
+    assert leftovers(tmp_path / "backups") == []
+
+    result = run_cli("backup", env=reader, extra={"TRADEDB_CONFIG": str(tmp_path / "tradedb.toml")})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: {message}"]
+
+
+def test_a_database_error_during_a_restore_is_one_line_and_leaves_the_target_untouched(
+    make_database, monkeypatch
+):
+    production = seeded(make_database("production"))
+    staging = with_password(seeded(make_database("staging"), rows=50))
+    made = backup.take_backup(production, reason="test")
+    before = checksums(staging)
+    copy_properties = backup._copy_database_properties
+
+    def refused(
+        admin, source: str, scratch: str
+    ) -> None:  # the database refuses one of the swap's statements
+        copy_properties(admin, source, scratch)
+        admin.exec_driver_sql(f'GRANT CONNECT ON DATABASE "{scratch}" TO "no such role"')
+
+    monkeypatch.setattr(backup, "_copy_database_properties", refused)
+    with pytest.raises(TradeDBError) as caught:
+        backup.restore(made, staging)
+    message = str(caught.value)
+    assert message.startswith(
+        f'restore of backup {made.id} into the staging database failed: role "no such role" does not exist '
+        "(while running `GRANT CONNECT ON DATABASE"
+    )
+    assert "\n" not in message and password_of(staging) not in message
+    assert checksums(staging) == before and stray_databases(staging) == []
+    [entry] = ledger_rows(staging, "restore")
+    assert (entry["outcome"], entry["error"]) == ("failure", message)
+
+
 # ------------------------------------------------------------------------------------------------ restore safety
 
 
@@ -461,6 +578,76 @@ def test_another_environments_backup_reaches_production_only_with_its_own_confir
     assert checksums(production) == made.checksums
 
 
+def test_an_in_place_restore_into_production_backs_the_target_up_first(make_database, tmp_path):
+    production = seeded(make_database("production"))
+    made = backup.take_backup(production, reason="test")
+    execute(production, "UPDATE accounts SET broker = 'written after the backup'")
+    before = checksums(production)
+    (tmp_path / "tradedb.toml").write_text("[backups]\nkeep = 1\n")  # retention would prune `made` now
+
+    result = backup.restore(made, production, allow_production=True, in_place=True)
+    assert result.mode == "in-place" and result.kept_database is None
+    assert checksums(production) == made.checksums and stray_databases(production) == []
+    safety = backup.find_backup("production", result.safety_backup or "")
+    assert safety.reason == f"before in-place restore of {made.id}"
+    assert safety.checksums == before  # the writes since `made` can be restored from it
+    assert made.path.is_dir()  # the safety backup applied no retention: the restored backup is still there
+    # the safety backup is on record in the restored database, beside the restore that names it
+    [restored] = ledger_rows(production, "restore")
+    assert restored["detail"]["safety_backup"] == safety.id
+    assert [r["name"] for r in ledger_rows(production, "backup")] == [made.id, safety.id]
+
+
+def test_an_in_place_restore_into_production_is_refused_when_its_backup_fails(
+    make_database, tmp_path, monkeypatch
+):
+    production = seeded(make_database("production"))
+    made = backup.take_backup(production, reason="test")
+    execute(production, "UPDATE accounts SET broker = 'written after the backup'")
+    before = checksums(production)
+    monkeypatch.setenv("TRADEDB_BACKUP_DIR", str(not_a_folder(tmp_path)))
+
+    with pytest.raises(TradeDBError) as caught:
+        backup.restore(made, production, allow_production=True, in_place=True)
+    message = str(caught.value)
+    assert message.startswith(
+        f"in-place restore of backup {made.id} into production refused: the backup of its "
+    )
+    assert "Not a directory" in message and message.endswith("nothing was changed")
+    assert checksums(production) == before and stray_databases(production) == []
+    [entry] = ledger_rows(production, "restore")
+    assert (entry["outcome"], entry["error"]) == ("failure", message)
+
+
+def test_a_role_that_may_not_rename_production_backs_it_up_before_restoring_in_place(
+    make_database, make_role, server_url, tmp_path, backup_root
+):
+    owner = make_role()  # owns the database and its tables, but may not create databases: no swap
+    production = make_database("production")
+    execute(
+        Environment("production", server_url, False),
+        f'ALTER DATABASE "{production.url.database}" OWNER TO "{owner}"',
+    )
+    production = seeded(as_role(production, owner))
+    made = backup.take_backup(production, reason="test")
+    execute(production, "DELETE FROM trades")
+    before = checksums(production)
+    extra = {
+        "TRADEDB_BACKUP_DIR": str(backup_root),
+        "TRADEDB_CONFIG": str(tmp_path / "tradedb.toml"),
+        "COLUMNS": "200",
+    }
+
+    restored = run_cli("restore", made.id, "--env", "production", "--yes", env=production, extra=extra)
+    assert restored.returncode == 0, restored.stderr
+    assert "by in-place" in restored.stdout
+    [safety] = [b for b in backup.list_backups("production") if b.id != made.id]
+    assert f"the data it replaced was backed up first as {safety.id}" in restored.stdout
+    assert f"tradedb restore {safety.id} --env production" in restored.stdout
+    assert safety.checksums == before and checksums(production) == made.checksums
+    assert PASSWORD not in restored.stdout + restored.stderr
+
+
 def _remove_one_data_file(made: backup.Backup) -> backup.Backup:
     next(made.path.glob("*.dat*")).unlink()
     return made
@@ -502,6 +689,52 @@ def test_a_damaged_dump_is_refused_before_anything_is_touched(
     with pytest.raises(TradeDBError, match=message):
         backup.restore(made, env, in_place=in_place)
     assert_unchanged(env, before)
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["swap", "in-place"])
+def test_a_restore_from_another_environment_keeps_the_targets_own_ledger(make_database, in_place):
+    from tradedb import ledger
+    from tradedb.report import collect
+
+    production = seeded(make_database("production"))
+    staging = seeded(make_database("staging"), rows=50)
+    own = backup.take_backup(staging, reason="staging's own")
+    rehearsed = ledger.LedgerEntry(
+        kind="rehearsal",
+        name="0006",
+        direction="rehearse",
+        environment="staging",
+        launched_by="dagster:run-7",
+        started_at=own.taken_at,
+        finished_at=ledger.now(),
+        outcome="success",
+    )
+    with connect_checked(staging) as conn:
+        ledger.record(conn, rehearsed)
+    made = backup.take_backup(production, reason="rehearsal source")
+    staging_history, production_history = ledger_of(staging, "staging"), ledger_of(production, "production")
+    assert ("backup", own.id) in staging_history and ("rehearsal", "0006") in staging_history
+
+    for _ in range(2):  # every rehearsal refreshes staging again: nothing is lost, nothing doubled
+        assert backup.restore(made, staging, in_place=in_place).mode == ("in-place" if in_place else "swap")
+        assert checksums(staging) == made.checksums
+
+    assert ledger_of(staging, "staging") == [*staging_history, ("restore", made.id), ("restore", made.id)]
+    # production's record came with its dump, up to the snapshot (its backup's own entry is written after it)
+    assert ledger_of(staging, "production") == [e for e in production_history if e != ("backup", made.id)]
+    assert scalar(staging, "SELECT array_agg(id || ' ' || status) FROM tradedb_migrations.backups") == [
+        f"{own.id} ok"
+    ]
+    report = collect(staging)
+    assert report.entries == len(staging_history) + 2 and report.by_kind["rehearsal"].total == 1
+
+
+def ledger_of(env: Environment, environment: str) -> list[tuple[str, str]]:
+    """(kind, name) of the ledger entries of ``environment`` in ``env``'s database, oldest first."""
+    from tradedb import ledger
+
+    with connect_checked(env) as conn:
+        return [(r["kind"], r["name"]) for r in ledger.entries(conn, environment=environment)]
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import MetaData
 
 from tests.conftest import run_cli
@@ -193,3 +194,13 @@ def test_embedded_server_is_the_default(tmp_path):
     from tradedb.embedded import stop_server
 
     assert stop_server(tmp_path / "state" / "pgdata")
+
+
+def test_a_duration_too_large_is_one_clear_error():
+    from tradedb.cli import parse_time
+    from tradedb.errors import TradeDBError
+
+    with pytest.raises(TradeDBError, match="--since '9999999999d' is too far away"):
+        parse_time("9999999999d", option="--since", ago=True)
+    result = run_cli("report", "--since", "9999999999d")
+    assert result.returncode == 1 and "too far away" in result.stderr and "Traceback" not in result.stderr

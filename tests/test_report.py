@@ -130,7 +130,36 @@ def test_report_numbers_are_exact(history):
         "db_size_change_bytes": 3400,
         "slowest_step_s": 30.0,
         "mean_step_s": pytest.approx((2 + 4 + 10 + 30 + 1 + 6 + 0.5 + 3) / 8),
+        # per step label, in first-seen order: the last duration and the longest
+        "duration_s/0001": 2.0,
+        "max_duration_s/0001": 2.0,
+        "duration_s/0002": 6.0,
+        "max_duration_s/0002": 6.0,
+        f"duration_s/{BACKFILL}": 30.0,
+        f"max_duration_s/{BACKFILL}": 30.0,
+        "duration_s/0002 downgrade": 1.0,
+        "max_duration_s/0002 downgrade": 1.0,
+        "duration_s/0001 stamp": 0.5,
+        "max_duration_s/0001 stamp": 0.5,
+        f"duration_s/{BACKFILL} revert": 3.0,
+        f"max_duration_s/{BACKFILL} revert": 3.0,
     }
+    assert list(report.metrics(r))[12:16] == [
+        "duration_s/0001",
+        "max_duration_s/0001",
+        "duration_s/0002",
+        "max_duration_s/0002",
+    ]
+    t0, t1, t5 = (f"{BASE + HISTORY[i][3]:%Y-%m-%d %H:%M}" for i in (3, 2, 5))
+    assert report.slowest_markdown(r) == "\n".join(
+        [
+            "| step | kind | started (UTC) | seconds | outcome | launched by |",
+            "|---|---|---|--:|---|---|",
+            f"| {BACKFILL} | data | {t0} | 30.00 | success | cli:test@host |",
+            f"| {BACKFILL} | data | {t1} | 10.00 | failure | cli:test@host |",
+            f"| 0002 | schema | {t5} | 6.00 | failure | cli:test@host |",
+        ]
+    )
     assert json.loads(json.dumps(r.to_json()))["overall"]["success_rate"] == pytest.approx(0.75)
 
 
@@ -140,7 +169,19 @@ def test_since_keeps_only_the_period(history):
     assert (r.overall.total, r.overall.successes, r.overall.failures, r.overall.stopped) == (5, 3, 1, 1)
     assert r.by_kind["data"].success_rate is None  # only a stopped revert: nothing to rate
     assert (r.size_start, r.size_end, r.size_change) == (5000, 4400, -600)
-    assert "data_success_rate" not in report.metrics(r)
+    recent = report.metrics(r)
+    assert "data_success_rate" not in recent
+    # per-step keys only for steps run in the period; 0002's last upgrade (6 s) was its only one since
+    assert {k: v for k, v in recent.items() if "duration_s/" in k} == {
+        "duration_s/0002 downgrade": 1.0,
+        "max_duration_s/0002 downgrade": 1.0,
+        "duration_s/0002": 6.0,
+        "max_duration_s/0002": 6.0,
+        "duration_s/0001 stamp": 0.5,
+        "max_duration_s/0001 stamp": 0.5,
+        f"duration_s/{BACKFILL} revert": 3.0,
+        f"max_duration_s/{BACKFILL} revert": 3.0,
+    }
     iso = (BASE + timedelta(days=9)).isoformat()
     assert report.collect(history, since=datetime.fromisoformat(iso)).entries == 5
 
@@ -165,6 +206,48 @@ def test_chart_is_a_png(history, tmp_path):
     assert 20_000 < len(data) < 2_000_000
     assert report.default_chart_path(r).parent.name == "reports"
     assert report.default_chart_path(r).name.startswith("dev_")
+    assert report.latest_chart_path("dev") == report.reports_dir() / "dev_latest.png"
+    assert [p.name for p in path.parent.iterdir()] == ["chart.png"]  # no temporary file left beside it
+
+
+def _row(
+    name: str, minutes: int, seconds: float, *, kind: str = "schema", direction: str = "upgrade"
+) -> dict:
+    started = BASE + timedelta(minutes=minutes)
+    return {
+        "id": minutes,
+        "kind": kind,
+        "name": name,
+        "direction": direction,
+        "environment": "dev",
+        "launched_by": "cli:test@host",
+        "started_at": started,
+        "finished_at": started + timedelta(seconds=seconds),
+        "duration_s": seconds,
+        "outcome": "success",
+        "db_size_before": None,
+        "db_size_after": None,
+        "error": None,
+    }
+
+
+def test_per_step_metrics_are_last_and_max_for_the_most_recent_labels():
+    labels = report.MAX_METADATA_STEPS + 5
+    # step i runs at minute i, then step 0 runs again last (shorter), so it is among the most recent
+    rows = [_row(f"{i:04d}", i, float(i + 1)) for i in range(labels)] + [_row("0000", labels, 0.25)]
+    rows.append(_row("common.fill", labels + 1, 7.0, kind="data", direction="run"))
+    m = report.metrics(report.build(rows, environment="dev"))
+    durations = [k for k in m if k.startswith("duration_s/")]
+    assert len(durations) == report.MAX_METADATA_STEPS
+    assert len([k for k in m if k.startswith("max_duration_s/")]) == report.MAX_METADATA_STEPS
+    assert (m["duration_s/0000"], m["max_duration_s/0000"]) == (0.25, 1.0)  # last run, longest run
+    assert m["duration_s/common.fill"] == 7.0
+    # kept: 0000, common.fill and the 38 most recent others (0007..0044); dropped: 0001..0006
+    kept = [f"{i:04d}" for i in range(7, labels)]
+    assert durations == ["duration_s/0000"] + [f"duration_s/{n}" for n in kept] + ["duration_s/common.fill"]
+    assert report.slowest_markdown(report.build([])) is None
+    odd = _row("0001", 0, 1.0) | {"launched_by": "cli:a|b\nc"}  # a pipe or newline cannot break the table
+    assert report.slowest_markdown(report.build([odd])).splitlines()[2].endswith("| cli:a\\|b c |")
 
 
 def test_cli_report_json_and_table(history, tmp_path):
@@ -198,3 +281,48 @@ def test_empty_ledger_says_so_and_draws_nothing(env, tmp_path):
         "downgrades": 0,
         "stamps": 0,
     }
+
+
+def test_monitoring_asset_plots_steps_and_keeps_one_chart(history, tmp_path, monkeypatch):
+    import dagster as dg
+
+    from orchestration.monitoring.assets import report_asset
+
+    monkeypatch.setenv("TRADEDB_DEV_URL", history.url.render_as_string(hide_password=False))
+    monkeypatch.setenv(report.REPORTS_DIR_VARIABLE, str(tmp_path / "reports"))
+    asset = report_asset("dev")
+
+    def materialise() -> dict:
+        result = dg.materialize([asset])
+        assert result.success
+        [event] = result.get_asset_materialization_events()
+        return event.materialization.metadata
+
+    first = materialise()
+    chart = tmp_path / "reports" / "dev_latest.png"
+    assert first["chart"].value == str(chart)
+    inode = chart.stat().st_ino
+    assert first["duration_s/0002"].value == 6.0 and first[f"max_duration_s/{BACKFILL}"].value == 30.0
+    assert first["success_rate"].value == pytest.approx(0.75)
+    assert isinstance(first["slowest_steps"], dg.MarkdownMetadataValue)
+    assert first["slowest_steps"].value.splitlines()[2].startswith(f"| {BACKFILL} | data |")
+
+    with connect_checked(history) as conn:  # a new run between two ticks shows up as a new point
+        ledger.record(
+            conn,
+            ledger.LedgerEntry(
+                kind="schema",
+                name="0003",
+                direction="upgrade",
+                environment="dev",
+                launched_by="dagster:r2",
+                started_at=BASE + timedelta(days=9, hours=5),
+                finished_at=BASE + timedelta(days=9, hours=5, seconds=8),
+                outcome="success",
+            ),
+        )
+    second = materialise()
+    assert second["duration_s/0003"].value == 8.0 and second["total_runs"].value == 10
+    assert second["chart"].value == str(chart)
+    assert [p.name for p in chart.parent.iterdir()] == ["dev_latest.png"]  # one file, however many ticks
+    assert chart.stat().st_ino != inode and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # replaced whole

@@ -513,6 +513,30 @@ GOOD = f'timezone = "{NEW_YORK}"\nslots = [ {SLOT} ]\n'
             "[production]\n" + GOOD + 'margin_minutes = "15"\n',
             "[production] margin_minutes: must be a whole number",
         ),
+        (  # used to end in an OverflowError traceback from the window search
+            "[production]\n" + GOOD + "margin_minutes = 99999999999\n",
+            "[production] margin_minutes: must be at most 1440 minutes (24h 00m), not 99999999999",
+        ),
+        (
+            "[production]\n" + GOOD + "margin_minutes = 1441\n",
+            "[production] margin_minutes: must be at most 1440 minutes",
+        ),
+        (
+            "[staging]\nalways = true\nmargin_minutes = 99999999999\n",
+            "[staging] margin_minutes: must be at most",
+        ),
+        (
+            '[production]\ntimezone = "UTC"\nexchange_closed = { calendar = "XNYS", min_minutes = 99999999999 }\n',
+            "[production] exchange_closed.min_minutes: must be at most 20160 minutes (14d 0h), not 99999999999",
+        ),
+        (
+            '[production]\ntimezone = "UTC"\nexchange_closed = { calendar = "XNYS", after_close_minutes = 1441 }\n',
+            "[production] exchange_closed.after_close_minutes: must be at most 1440 minutes",
+        ),
+        (
+            '[production]\ntimezone = "UTC"\nexchange_closed = { calendar = "XNYS", before_open_minutes = 99999999999 }\n',
+            "[production] exchange_closed.before_open_minutes: must be at most 1440 minutes",
+        ),
         (
             "[production]\n" + GOOD + "always = true\n",
             "[production] always: always = true cannot be combined",
@@ -534,6 +558,19 @@ def test_bad_config_gives_one_clear_line(tmp_path, body, expected):
     assert "\n" not in message
     assert message.startswith(f"malformed windows file {path}")
     assert expected in message
+
+
+def test_the_largest_allowed_minutes_load_and_answer(tmp_path):
+    body = (
+        f'[production]\ntimezone = "UTC"\nmargin_minutes = {windows.MAX_MARGIN_MINUTES}\n'
+        f"slots = [ {SLOT} ]\n"
+        f'exchange_closed = {{ calendar = "XNYS", min_minutes = {windows.MAX_MIN_CLOSURE_MINUTES}, '
+        f"after_close_minutes = {windows.MAX_BUFFER_MINUTES}, before_open_minutes = {windows.MAX_BUFFER_MINUTES} }}\n"
+    )
+    pol = windows.policy("production", write(tmp_path, body))
+    assert pol.margin == timedelta(days=1)
+    # a margin of a whole day leaves the four-hour slot no usable time: closed, and said so, not a traceback
+    assert pol.upcoming(datetime(2026, 11, 25, tzinfo=UTC), 1) == []
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -578,3 +615,13 @@ def test_cli_bad_config_is_one_error_line(tmp_path):
         "length"
     ]
     assert result.stdout == ""
+
+
+def test_cli_huge_margin_is_one_error_line_not_a_traceback(tmp_path):
+    path = write(tmp_path, "[production]\n" + GOOD + "margin_minutes = 99999999999\n")
+    result = run_cli("window", "status", extra={"TRADEDB_WINDOWS": str(path)})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: malformed windows file {path}: [production] margin_minutes: must be at most 1440 minutes "
+        "(24h 00m), not 99999999999"
+    ]

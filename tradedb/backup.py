@@ -13,10 +13,16 @@ verification from costing the target anything, the dump is restored into a scrat
 ``<db>_old_<ts>``; dropped, except in production, where it is kept for the on-call engineer to drop). Renaming
 needs CREATEDB and ownership of the target; a role without them gets the in-place fallback (``pg_restore --clean
 --if-exists --single-transaction`` into the target), rehearsed and verified on a scratch copy first only when the
-role may create one. ``RestoreResult.mode`` says which ran. Every restore first checks that the dump's table of
-contents reads and has a data file for every table of the manifest, and holds the target's migration lock from
-before its first change to its end, so it neither runs under a migration nor lets one start. Production needs
-``allow_production``, and ``allow_cross_environment`` too for another environment's backup.
+role may create one. ``RestoreResult.mode`` says which ran; an in-place restore into production keeps no old
+database, so it first takes a fresh backup of the target (``RestoreResult.safety_backup``), refusing to go on
+without one. Every restore first checks that the dump's table of contents reads and has a data file for every table
+of the manifest, and holds the target's migration lock from before its first change to its end, so it neither runs
+under a migration nor lets one start. The target's own ledger entries and backup rows are carried into the restored
+database (for another environment's backup: all of the target's own environment), so its history survives.
+Production needs ``allow_production``, and ``allow_cross_environment`` too for another environment's backup.
+
+A folder that cannot be written or a statement the database refuses (a missing privilege) ends a backup or a
+restore with one ``TradeDBError`` line saying what failed and how to fix it, never with a traceback.
 
 The PostgreSQL client tools are looked up in ``TRADEDB_PG_BIN``, then ``PATH``, then the binaries bundled in the
 ``pgserver`` package; ``pg_dump`` refuses a server newer than itself, so the first set whose major version is at
@@ -45,7 +51,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
 from tradedb.checksums import database_checksums, differing
@@ -89,6 +95,7 @@ TABLE_DATA_ENTRY = re.compile(
 )
 DATA_FILE_SUFFIXES = ("", ".gz", ".lz4", ".zst")  # <dump id>.dat plus pg_dump's compression suffix
 STATUSES = ("ok", "failed", "pruned")
+STATEMENT_CHARS = 80  # how much of a failed SQL statement an error quotes
 
 BACKUPS_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
@@ -300,6 +307,57 @@ def scrub(message: str, url: URL) -> str:
     return message.replace(url.password, "***") if url.password else message
 
 
+def _operator_error(exc: BaseException, what: str, url: URL | None = None) -> BaseException:
+    """``exc`` as one ``TradeDBError`` line when it is an operator's slip; anything else (a bug) unchanged.
+
+    A folder that cannot be created or written (``OSError``) and a database that refuses a statement (a missing
+    privilege, a ``DBAPIError``) are setup problems, not bugs: they become "<what> failed: <reason>; <how to fix>",
+    scrubbed of ``url``'s password, so the CLI prints one ``error:`` line instead of a traceback.
+    """
+    if isinstance(exc, TradeDBError):
+        return exc
+    if isinstance(exc, OSError):
+        path = exc.filename or ""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return TradeDBError(
+            _scrub(f"{what} failed: {path + ': ' if path else ''}{reason}; {_os_hint(path)}", url)
+        )
+    if isinstance(exc, DBAPIError):
+        reason = (
+            str(exc.orig).strip().splitlines()[0]
+            if exc.orig and str(exc.orig).strip()
+            else type(exc).__name__
+        )
+        statement = " ".join((exc.statement or "").split())
+        if len(statement) > STATEMENT_CHARS:
+            statement = statement[: STATEMENT_CHARS - 3] + "..."
+        running = f" (while running `{statement}`)" if statement else ""
+        hint = ""
+        if "permission denied" in reason or "must be owner" in reason:
+            role = url.username if url is not None and url.username else "connecting"
+            hint = f"; grant the {role} role that privilege, or use a role that has it"
+        return TradeDBError(_scrub(f"{what} failed: {reason}{running}{hint}", url))
+    return exc
+
+
+def _scrub(message: str, url: URL | None) -> str:
+    return scrub(message, url) if url is not None else message
+
+
+def _os_hint(path: str) -> str:
+    """How to fix a file system failure: the backup root's setting when the path is under it."""
+    try:
+        root = backup_root()
+    except TradeDBError:
+        root = None
+    if root is not None and path and (Path(path) == root or root in Path(path).parents):
+        return (
+            f"set [backups] root in the config file or {BACKUP_DIR_VARIABLE} to a writable folder "
+            f"(the backup root is {root})"
+        )
+    return "check that the path exists and that this user may read and write it"
+
+
 def _last_error_line(stderr: str) -> str:
     """The line that says what went wrong: the last ``error:`` line, else the last non-empty one."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
@@ -475,9 +533,13 @@ def _record_row(
         )
 
 
+def _base_id(taken_at: datetime, revision: str | None) -> str:
+    return f"{taken_at:%Y%m%dT%H%M%SZ}_{revision or 'empty'}"
+
+
 def _new_id(folder: Path, taken_at: datetime, revision: str | None) -> tuple[str, Path]:
     """Reserve ``<UTC timestamp>_<revision>`` (suffixed when taken twice in one second) as a partial folder."""
-    base = f"{taken_at:%Y%m%dT%H%M%SZ}_{revision or 'empty'}"
+    base = _base_id(taken_at, revision)
     folder.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
         backup_id = base if n == 1 else f"{base}-{n}"
@@ -506,12 +568,20 @@ def _snapshot_connection(engine: Engine, env: Environment) -> Connection:
 
 
 def take_backup(
-    env: Environment, *, reason: str, launched_by: str | None = None, jobs: int | None = None
+    env: Environment,
+    *,
+    reason: str,
+    launched_by: str | None = None,
+    jobs: int | None = None,
+    retention: bool = True,
 ) -> Backup:
     """Dump ``env`` (directory format, parallel) with checksums of the same snapshot; record it; apply retention.
 
-    Raises TradeDBError when the database cannot be reached, no client tools fit its server, or pg_dump fails;
-    then no backup folder is left behind and no 'ok' row is written (a 'failed' row is, when the database answers).
+    Raises TradeDBError when the database cannot be reached, no client tools fit its server, pg_dump fails, the
+    backup folder cannot be created or written, or the database refuses a statement (a missing privilege); then no
+    backup folder is left behind and no 'ok' row is written (a 'failed' row is, when the database answers).
+    ``retention=False`` skips pruning (the safety backup of an in-place restore must not prune the backup being
+    restored); a failing prune after a good backup is logged, never raised: the backup itself is made.
     """
     from tradedb.ledger import cli_user
 
@@ -531,17 +601,19 @@ def take_backup(
         with _snapshot_connection(engine, env) as conn, conn.begin():
             snapshot = conn.scalar(text("SELECT pg_export_snapshot()"))
             revision = current_revision(env, conn)
-            backup_id, partial = _new_id(environment_folder(env), taken_at, revision)
-            folder = partial.parent / backup_id
-            row = {
-                "id": backup_id,
+            root = environment_folder(env)
+            row = {  # before the folder: a backup root that cannot be created is recorded as a failed backup too
+                "id": _base_id(taken_at, revision),
                 "environment": env.name,
-                "path": str(folder),
+                "path": str(root / _base_id(taken_at, revision)),
                 "revision": revision,
                 "taken_at": taken_at,
                 "reason": reason,
                 "launched_by": launched_by,
             }
+            backup_id, partial = _new_id(root, taken_at, revision)
+            folder = partial.parent / backup_id
+            row.update(id=backup_id, path=str(folder))
             checksums = run_tool(  # pg_dump and the checksums read the same snapshot at the same time
                 tools.pg_dump,
                 ["--format=directory", f"--jobs={jobs}", f"--snapshot={snapshot}", f"--file={partial}"],
@@ -581,10 +653,11 @@ def take_backup(
             detail=_backup_detail(backup),
         )
     except BaseException as exc:
+        error = _operator_error(exc, f"backup of the {env.name} database", env.url)
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
         if row is not None and isinstance(exc, Exception):
-            message = scrub(str(exc), env.url)
+            message = scrub(str(error), env.url)
             with contextlib.suppress(Exception):
                 _record_row(engine, {**row, "duration_s": time.monotonic() - started}, "failed", message)
             _ledger(
@@ -597,10 +670,19 @@ def take_backup(
                 error=message,
                 detail={"reason": reason},
             )
-        raise
+        if error is exc:
+            raise
+        raise error from None
     finally:
         engine.dispose()
-    return replace(backup, pruned=tuple(prune(env)))
+    if not retention:
+        return backup
+    try:
+        pruned = prune(env)
+    except TradeDBError as exc:
+        log.warning("backup %s was made, but retention could not prune older ones: %s", backup.id, exc)
+        pruned = []
+    return replace(backup, pruned=tuple(pruned))
 
 
 def _backup_detail(backup: Backup) -> dict[str, Any]:
@@ -620,7 +702,11 @@ def list_backups(env: Environment | str) -> list[Backup]:
     if not folder.is_dir():
         return []
     found = []
-    for path in folder.iterdir():
+    try:
+        paths = list(folder.iterdir())
+    except OSError as exc:
+        raise _operator_error(exc, f"listing the backups of {_env_name(env)}") from None
+    for path in paths:
         if not path.is_dir() or not (path / MANIFEST).is_file():
             continue  # partial dumps and stray files are not backups
         try:
@@ -673,8 +759,8 @@ def prune(env: Environment | str, keep: int | None = None) -> list[str]:
                     text(f"UPDATE {BACKUPS_TABLE} SET status = 'pruned' WHERE id = ANY(:ids)"),
                     {"ids": [b.id for b in doomed]},
                 )
-        except TradeDBError as exc:
-            log.warning("pruned backup folders but could not mark their rows: %s", exc)
+        except (TradeDBError, DBAPIError) as exc:
+            log.warning("pruned backup folders but could not mark their rows: %s", scrub(str(exc), env.url))
     return [b.id for b in doomed]
 
 
@@ -683,8 +769,10 @@ def _remove_stale_partials(folder: Path) -> None:
         return
     cutoff = time.time() - STALE_PARTIAL_S
     for partial in folder.glob(f"{PARTIAL_PREFIX}*"):
-        if partial.stat().st_mtime < cutoff:
-            shutil.rmtree(partial, ignore_errors=True)
+        # gone meanwhile (its run finished) or unreadable: retention must not fail the backup that ran it
+        with contextlib.suppress(OSError):
+            if partial.stat().st_mtime < cutoff:
+                shutil.rmtree(partial, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------ restore
@@ -704,6 +792,9 @@ class RestoreResult:
     seconds: float
     # the replaced database, renamed and kept (production's swap): the on-call engineer drops it later
     kept_database: str | None = None
+    # id of the backup of the target's data taken just before an in-place restore overwrote it (production's
+    # in-place restore keeps no old database, so this backup holds the writes made since the restored one)
+    safety_backup: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1062,11 +1153,48 @@ def restore(
     throughout: a running migration or restore makes this one fail with ``RestoreBlocked``, changing nothing.
     ``in_place`` restores into the existing target with ``pg_restore --clean`` instead of swapping databases (the
     fallback taken anyway when the role may not rename the target); the swap is safer and leaves no stray objects.
-    In production the swapped-out database is kept as ``<db>_old_<timestamp>`` (``RestoreResult.kept_database``).
-    ``before_verify`` is called with the freshly restored copy before it is verified and swapped in: a place for
-    extra checks (an app smoke query) that may raise to stop the swap. On any failure before the swap the target is
-    untouched and the scratch database dropped.
+    In production the swapped-out database is kept as ``<db>_old_<timestamp>`` (``RestoreResult.kept_database``);
+    an in-place restore into production first backs the target up instead (``RestoreResult.safety_backup``) and is
+    refused, changing nothing, when that backup fails. The target's own record (ledger entries, backup rows) is
+    carried into the restored database: what happened since the backup for its own backup, and every entry of the
+    target's environment for another environment's backup. ``before_verify`` is called with the freshly restored
+    copy before it is verified and swapped in: a place for extra checks (an app smoke query) that may raise to stop
+    the swap. On any failure before the swap the target is untouched and the scratch database dropped. A file
+    system or database error (a missing privilege) is raised as a one-line ``TradeDBError`` naming what failed and
+    how to fix it, never showing a password.
     """
+    try:
+        return _restore(
+            backup,
+            target,
+            verify=verify,
+            allow_production=allow_production,
+            allow_cross_environment=allow_cross_environment,
+            in_place=in_place,
+            jobs=jobs,
+            launched_by=launched_by,
+            before_verify=before_verify,
+        )
+    except (OSError, DBAPIError) as exc:
+        raise _operator_error(exc, _restore_what(backup, target), target.url) from None
+
+
+def _restore_what(backup: Backup, target: Environment) -> str:
+    return f"restore of backup {backup.id} into the {target.name} database"
+
+
+def _restore(
+    backup: Backup,
+    target: Environment,
+    *,
+    verify: bool,
+    allow_production: bool,
+    allow_cross_environment: bool,
+    in_place: bool,
+    jobs: int | None,
+    launched_by: str | None,
+    before_verify: Callable[[Environment], None] | None,
+) -> RestoreResult:
     from tradedb.ledger import cli_user
 
     check_restore_allowed(
@@ -1087,7 +1215,16 @@ def restore(
             tools = client_tools(max(server_major(server_num), backup.tool_major))
             check_dump(tools, backup)
             run = (_SwapRestore if privileges.can_swap and not in_place else _InPlaceRestore)(
-                backup, target, admin, tools, privileges, jobs or default_jobs(), verify, before_verify, lock
+                backup,
+                target,
+                admin,
+                tools,
+                privileges,
+                jobs or default_jobs(),
+                verify,
+                before_verify,
+                lock,
+                launched_by,
             )
             kept = _run_recorded(run, launched_by, started_at)
     finally:
@@ -1103,6 +1240,7 @@ def restore(
         tables_verified=backup.tables if verify else 0,
         seconds=round(time.monotonic() - started, 3),
         kept_database=kept,
+        safety_backup=run.safety_backup,
     )
     _ledger_on(
         target,
@@ -1116,20 +1254,27 @@ def restore(
 
 
 def _run_recorded(run: _SwapRestore, launched_by: str, started_at: datetime) -> str | None:
-    """Run the restore; a failure is recorded in the target's ledger before it propagates."""
+    """Run the restore; a failure is recorded in the target's ledger (as its one-line error) before it propagates."""
     try:
         return run.run()
     except Exception as exc:
+        error = _operator_error(exc, _restore_what(run.backup, run.target), run.target.url)
         _ledger_on(
             run.target,
             kind="restore",
             name=run.backup.id,
             launched_by=launched_by,
             started_at=started_at,
-            error=str(exc),
-            detail={"source_environment": run.backup.environment, "mode": run.mode},
+            error=str(error),
+            detail={
+                "source_environment": run.backup.environment,
+                "mode": run.mode,
+                "safety_backup": run.safety_backup,
+            },
         )
-        raise
+        if error is exc:
+            raise
+        raise error from None
 
 
 @dataclass
@@ -1145,11 +1290,13 @@ class _SwapRestore:
     verify: bool
     before_verify: Callable[[Environment], None] | None
     lock: _TargetLock
+    launched_by: str
     mode: ClassVar[str] = "swap"
 
     def __post_init__(self) -> None:
         self.stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         self.database = self.target.url.database or ""
+        self.safety_backup: str | None = None  # set by an in-place restore into production
 
     def run(self) -> str | None:
         """Restore, check and swap; return the name the replaced database is kept under, if it is kept."""
@@ -1162,8 +1309,7 @@ class _SwapRestore:
             self.check(copy)
             if self.privileges.target_exists:
                 _copy_database_properties(self.admin, self.database, scratch)
-                if self.backup.environment == self.target.name:
-                    _append_history(copy, _history_since(self.target, self.backup.taken_at))
+                _append_history(copy, _history_to_carry(self.target, self.backup))
             kept = _swap(
                 self.admin,
                 scratch,
@@ -1214,7 +1360,11 @@ class _InPlaceRestore(_SwapRestore):
     then restored in one transaction (a pg_restore error rolls it all back) and, unless ``verify=False``, compared
     with the manifest again; a mismatch found then is reported with the restored data already committed.
     Objects in the target that the dump does not hold survive an in-place restore; the swap has no such caveat.
-    The migration lock is held until the end (no rename needs its session gone), and nothing is kept aside.
+    The migration lock is held until the end (no rename needs its session gone). No old database is kept aside, so
+    in production (``KEEP_REPLACED_ENVIRONMENTS``) a fresh backup of the target is taken right before it is
+    overwritten (after the rehearsal, so it misses as few writes as possible): the writes made since the restored
+    backup stay recoverable, as the swap's ``<db>_old_<ts>`` keeps them. If that backup fails, the restore is
+    refused with the target untouched.
     """
 
     mode = "in-place"
@@ -1222,9 +1372,9 @@ class _InPlaceRestore(_SwapRestore):
     def run(self) -> None:
         if self.privileges.superuser or self.privileges.createdb:
             self.rehearse_on_scratch()
-        history = None
-        if self.privileges.target_exists and self.backup.environment == self.target.name:
-            history = _history_since(self.target, self.backup.taken_at)
+        if self.privileges.target_exists and self.target.name in KEEP_REPLACED_ENVIRONMENTS:
+            self.take_safety_backup()
+        history = _history_to_carry(self.target, self.backup) if self.privileges.target_exists else None
         arguments = _restore_arguments(self.backup, self.target, self.privileges, jobs=1)
         self.restore_into(self.target, [*arguments, "--clean", "--if-exists", "--single-transaction"])
         _append_history(self.target, history)
@@ -1233,6 +1383,25 @@ class _InPlaceRestore(_SwapRestore):
                 f"in-place restore of backup {self.backup.id} into {self.target.name} completed but table(s) "
                 f"{', '.join(bad)} differ from the backup's checksums (the target holds the restored data)"
             )
+
+    def take_safety_backup(self) -> None:
+        """Back up the target's current data before it is overwritten; refuse the restore when that fails."""
+        try:
+            made = take_backup(
+                self.target,
+                reason=f"before in-place restore of {self.backup.id}",
+                launched_by=self.launched_by,
+                jobs=self.jobs,
+                retention=False,  # pruning now could delete the very backup being restored
+            )
+        except TradeDBError as exc:
+            raise TradeDBError(
+                f"in-place restore of backup {self.backup.id} into {self.target.name} refused: the backup of its "
+                f"current data, which keeps the writes made since {self.backup.id}, failed ({exc}); nothing was "
+                "changed"
+            ) from None
+        self.safety_backup = made.id
+        log.info("backed up %s as %s before the in-place restore", self.target.name, made.id)
 
     def rehearse_on_scratch(self) -> None:
         """Restore and check the dump on a throwaway database first, so a bad dump fails before the target."""
@@ -1251,30 +1420,53 @@ class _InPlaceRestore(_SwapRestore):
 
 @dataclass(frozen=True)
 class _History:
-    """The target's own record (ledger entries, backup rows) that a same-environment restore must not erase."""
+    """The target's own record (ledger entries, backup rows) that a restore must not erase."""
 
     ledger: list[dict[str, Any]]
     backups: list[dict[str, Any]]
 
 
-def _history_since(env: Environment, since: datetime) -> _History | None:
-    """Read the target's ledger entries that finished after the backup began, and all its backup rows.
+def _history_to_carry(target: Environment, backup: Backup) -> _History | None:
+    """What of the target's record the restored copy lacks and must get.
 
-    They are carried into the restored database, so the failure that made an operator restore (and everything else
-    since the backup, including the backup's own row) stays on record after it. None when they cannot be read.
+    Restoring the target's own backup: every ledger entry that finished after the backup began (everything before is
+    in the dump) and all backup rows. Restoring another environment's backup (a rehearsal restores production's
+    into staging): the dump holds none of the target's record, so all of its own-environment ledger entries and
+    backup rows, or ``tradedb report --env staging`` would forget every earlier rehearsal and deploy on staging.
+    Entries of other environments in the target (production's, from an earlier refresh) are left to the dump.
     """
+    if backup.environment == target.name:
+        return _read_history(target, since=backup.taken_at)
+    return _read_history(target, environment=target.name)
+
+
+def _read_history(
+    env: Environment, *, since: datetime | None = None, environment: str | None = None
+) -> _History | None:
+    """The target's ledger entries (finished from ``since``, of ``environment``) and backup rows (of it); None
+    when they cannot be read."""
     from tradedb import ledger
     from tradedb.schema import has_state_table
 
     try:
         with connect_checked(env) as conn:
-            entries = [r for r in ledger.entries(conn) if r["finished_at"] >= since]
+            entries = [
+                r
+                for r in ledger.entries(conn, environment=environment)
+                if since is None or r["finished_at"] >= since
+            ]
             rows = []
             if has_state_table(conn, "backups"):
-                rows = [dict(r) for r in conn.execute(text(f"SELECT * FROM {BACKUPS_TABLE}")).mappings()]
+                rows = [
+                    dict(r)
+                    for r in conn.execute(text(f"SELECT * FROM {BACKUPS_TABLE}")).mappings()
+                    if environment is None or r["environment"] == environment
+                ]
         return _History(entries, rows)
-    except (TradeDBError, OperationalError, ProgrammingError) as exc:
-        log.warning("could not read the %s database's ledger to carry it over: %s", env.name, exc)
+    except (TradeDBError, DBAPIError) as exc:
+        log.warning(
+            "could not read the %s database's ledger to carry it over: %s", env.name, scrub(str(exc), env.url)
+        )
         return None
 
 
@@ -1286,7 +1478,7 @@ def _append_history(env: Environment, history: _History | None) -> None:
         return
 
     def key(row: dict[str, Any]) -> tuple:
-        return row["kind"], row["name"], row["direction"], row["started_at"]
+        return row["kind"], row["name"], row["direction"], row["environment"], row["started_at"]
 
     names = set(ledger.LedgerEntry.__dataclass_fields__)
     try:
@@ -1309,8 +1501,12 @@ def _append_history(env: Environment, history: _History | None) -> None:
                         ),
                         {**row, "checksums": json.dumps(row["checksums"])},
                     )
-    except (TradeDBError, OperationalError, ProgrammingError) as exc:
-        log.warning("could not carry the ledger over to the restored %s database: %s", env.name, exc)
+    except (TradeDBError, DBAPIError) as exc:
+        log.warning(
+            "could not carry the ledger over to the restored %s database: %s",
+            env.name,
+            scrub(str(exc), env.url),
+        )
 
 
 def _ledger(

@@ -220,8 +220,13 @@ def parse_time(value: str | None, *, option: str, ago: bool = False) -> datetime
         return None
     match = re.fullmatch(r"(\d+)([smhd])", value.strip())
     if match:
-        delta = timedelta(seconds=int(match.group(1)) * DURATION_UNITS[match.group(2)])
-        return datetime.now(UTC) - delta if ago else datetime.now(UTC) + delta
+        try:
+            delta = timedelta(seconds=int(match.group(1)) * DURATION_UNITS[match.group(2)])
+            return datetime.now(UTC) - delta if ago else datetime.now(UTC) + delta
+        except OverflowError:
+            raise TradeDBError(
+                f"{option} {value!r} is too far away: use a shorter duration or an ISO time"
+            ) from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -656,7 +661,7 @@ def restore(
     """Replace a database with backup BACKUP_ID (or `latest`), verified before it goes live.
 
     Refused while a migration or another restore holds the target's migration lock. In production the replaced
-    database is kept as <db>_old_<time>, for the on-call engineer to drop.
+    database is kept as <db>_old_<time>, for the on-call engineer to drop (an in-place restore backs it up first).
     """
     from tradedb.backup import check_restore_allowed, find_backup
     from tradedb.backup import restore as run_restore
@@ -696,6 +701,12 @@ def restore(
         console.print(
             f"  the replaced database was kept as [bold]{result.kept_database}[/]; drop it once it is no longer "
             f'needed: DROP DATABASE "{result.kept_database}";',
+            soft_wrap=True,
+        )
+    if result.safety_backup:
+        console.print(
+            f"  the data it replaced was backed up first as [bold]{result.safety_backup}[/] (restore it with "
+            f"`tradedb restore {result.safety_backup} --env {result.target_environment}`)",
             soft_wrap=True,
         )
 

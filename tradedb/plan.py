@@ -19,6 +19,7 @@ from tradedb.rehearsal import RehearsalReport, Step, deploy_order, estimated_sec
 from tradedb.settings import Environment
 
 ONLINE_LOCK_MS = 200.0  # a schema step whose rehearsed ACCESS EXCLUSIVE lock stays under this may run online
+BACKUP_ENVIRONMENTS = ("production",)  # environments whose schema never changes without a fresh backup
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Plan:
     rehearsal: str = ""
     rehearsal_current: bool = False
     estimated_seconds: float | None = None  # None: some pending step was never rehearsed, or the code changed
+    backup_seconds: float = (
+        0.0  # the run's own pre-change backup, as long as the last one took (in the estimate)
+    )
 
     @property
     def needs_window(self) -> bool:
@@ -103,6 +107,7 @@ def build_plan(env: Environment, rehearsal: RehearsalReport | None, *, backup: s
     current, steps = pending_steps(env)
     plan = Plan(env.name, current, schema.head())
     plan.backup = backup or _backup_text(env)
+    restore = restore_command(env, backup)
     if rehearsal is None:
         plan.rehearsal = "none yet: run `tradedb rehearse`"
     else:
@@ -111,19 +116,47 @@ def build_plan(env: Environment, rehearsal: RehearsalReport | None, *, backup: s
         plan.rehearsal = f"{rehearsal.fingerprint} at {rehearsal.started_at:%Y-%m-%d %H:%M} UTC{stale}"
     measured = {(s.kind, s.name): s for s in rehearsal.steps} if rehearsal else {}
     for step in steps:
-        plan.steps.append(_plan_step(env, step, measured.get((step.kind, step.name)), plan.backup))
+        plan.steps.append(_plan_step(env, step, measured.get((step.kind, step.name)), restore))
+    if backup is None and steps:
+        plan.backup_seconds = backup_seconds(env.name)
     if rehearsal is not None and plan.rehearsal_current:
-        plan.estimated_seconds = estimated_seconds(rehearsal, steps)
+        plan.estimated_seconds = estimated_seconds(rehearsal, steps) + plan.backup_seconds
     return plan
 
 
-def _plan_step(env: Environment, step: Step, measured, backup: str) -> PlanStep:
+def backup_seconds(env_name: str) -> float:
+    """How long the run's own backup will take: as long as the environment's last one (0 where none is taken)."""
+    if env_name not in BACKUP_ENVIRONMENTS:
+        return 0.0
+    from tradedb.backup import latest_backup
+
+    latest = latest_backup(env_name)
+    return latest.duration_s if latest else 0.0
+
+
+def restore_command(env: Environment, backup: str | None) -> str:
+    """The exact restore a rollback of a data-dropping step needs.
+
+    Production's run takes its own backup before its first change, so until a run has named it, the command is
+    ``restore latest``: right after the run, the latest backup is that one.
+    """
+    if backup is None and env.name != "production":
+        from tradedb.backup import latest_backup
+
+        latest = latest_backup(env)
+        if latest is None:
+            return f"tradedb backup --env {env.name}  (no backup yet: take one before deploying)"
+        backup = latest.id
+    return f"tradedb restore {backup or 'latest'} --env {env.name}"
+
+
+def _plan_step(env: Environment, step: Step, measured, restore: str) -> PlanStep:
     if step.kind == "data":
         m = data_migrations.get(step.name)
         rollback = (
             f"tradedb data revert {m.name} --env {env.name}"
             if m.reversible
-            else f"tradedb restore {backup} --env {env.name}  (not reversible)"
+            else f"{restore}  (not reversible)"
         )
         return PlanStep(
             "data",
@@ -140,7 +173,7 @@ def _plan_step(env: Environment, step: Step, measured, backup: str) -> PlanStep:
     info = next(r for r in schema.revisions() if r.revision == step.name)
     rollback = f"alembic -x env={env.name} downgrade {info.down_revision or 'base'}"
     if not info.preserves_data:
-        rollback += f"  (drops data: restore {backup} if it is needed back)"
+        rollback += f"; the data it drops comes back only with: {restore}"
     needs, why = _needs_window(info, measured)
     return PlanStep(
         "schema",

@@ -13,12 +13,16 @@ Definitions (kept exact because tests and Dagster metadata depend on them):
 - per step (kind, name, direction): count, failures, mean and max of ``duration_s`` over all its entries, and the
   last entry's duration and outcome;
 - database size: ``db_size_after`` of each finished entry over time; the change over the period is the last known
-  size minus the first known one (the earliest ``db_size_before``, else the earliest ``db_size_after``).
+  size minus the first known one (the earliest ``db_size_before``, else the earliest ``db_size_after``);
+- Dagster metadata (``metrics``): the aggregates above plus, per step label, ``duration_s/<label>`` (its last
+  duration) and ``max_duration_s/<label>``, for the ``MAX_METADATA_STEPS`` most recently run labels.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +38,11 @@ STEP_KINDS = ("schema", "data")
 NOT_A_RUN = ("override",)  # kinds left out of the overall tally
 DEFAULT_SLOWEST = 5  # rows in the "slowest steps" table
 REPORTS_DIR = "reports"  # under the project root, git-ignored
+REPORTS_DIR_VARIABLE = "TRADEDB_REPORTS_DIR"  # where charts go instead (tests point it at a temp folder)
+LATEST_CHART_SUFFIX = "_latest.png"  # reports/<env>_latest.png: the monitoring asset's chart per environment
+MAX_METADATA_STEPS = 40  # step labels with their own metadata keys (the most recently run; 2 keys each)
+DURATION_KEY = "duration_s/"  # + step label: the label's last duration in the period
+MAX_DURATION_KEY = "max_duration_s/"  # + step label: the label's longest duration in the period
 OUTCOME_COLOURS = {"success": "#2e7d32", "failure": "#c62828", "stopped": "#ef6c00"}
 MAX_CHART_STEPS = 40  # step rows in the duration panel (the slowest by max duration; the rest are summarised)
 LOG_SCALE_SPREAD = 100  # durations spanning more than this factor get a log axis
@@ -306,7 +315,14 @@ def collect(env: Environment, *, since: datetime | None = None, slowest: int = D
 
 
 def metrics(report: Report) -> dict[str, float | int]:
-    """Flat numbers for Dagster metadata (the UI plots numeric metadata across runs); undefined ones are left out."""
+    """Flat numbers for Dagster metadata (the UI plots numeric metadata across runs); undefined ones are left out.
+
+    Besides the aggregates, each step label (``0002``, ``0002 downgrade``, ``execution.backfill_trade_notional``;
+    revision ids and ``<domain>.<name>`` data migrations cannot collide) gets ``duration_s/<label>``, its last
+    duration, and ``max_duration_s/<label>``, its longest, so every revision and data migration has its own plot.
+    Only the ``MAX_METADATA_STEPS`` labels run most recently get keys (in first-seen order), so a long ledger
+    does not make hundreds of metadata entries; older labels keep their last plotted points in the UI.
+    """
     steps = report.timeline
     out: dict[str, float | int] = {
         "total_runs": report.overall.total,
@@ -325,7 +341,42 @@ def metrics(report: Report) -> dict[str, float | int]:
         "mean_step_s": sum(s.duration_s for s in steps) / len(steps) if steps else None,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
+    for s in metadata_steps(report):
+        out[DURATION_KEY + s.label] = s.last_s
+        out[MAX_DURATION_KEY + s.label] = s.max_s
     return out
+
+
+def metadata_steps(report: Report, limit: int = MAX_METADATA_STEPS) -> list[StepStats]:
+    """The ``limit`` step labels run most recently, in first-seen order (as ``report.steps`` lists them)."""
+    recent = sorted(range(len(report.steps)), key=lambda i: report.steps[i].last_at, reverse=True)
+    keep = set(recent[: max(0, limit)])
+    return [s for i, s in enumerate(report.steps) if i in keep]
+
+
+def slowest_markdown(report: Report) -> str | None:
+    """The slowest-steps table as Markdown (for a Dagster ``MetadataValue.md``); None when there were no steps."""
+    if not report.slowest:
+        return None
+    lines = [
+        "| step | kind | started (UTC) | seconds | outcome | launched by |",
+        "|---|---|---|--:|---|---|",
+    ]
+    for s in report.slowest:
+        cells = (
+            s.label,
+            s.kind,
+            f"{s.started_at:%Y-%m-%d %H:%M}",
+            f"{s.duration_s:.2f}",
+            s.outcome,
+            s.launched_by,
+        )
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _md_cell(value: str) -> str:
+    return value.replace("|", "\\|").replace("\n", " ")
 
 
 # ------------------------------------------------------------------------------------------------ rendering
@@ -445,17 +496,40 @@ def _signed_size(value: int) -> str:
 # ------------------------------------------------------------------------------------------------ chart
 
 
+def reports_dir() -> Path:
+    """Where charts go unless told otherwise: ``TRADEDB_REPORTS_DIR``, else ``reports/`` under the project root."""
+    if os.environ.get(REPORTS_DIR_VARIABLE):
+        return Path(os.environ[REPORTS_DIR_VARIABLE])
+    return project_root() / REPORTS_DIR
+
+
 def default_chart_path(report: Report) -> Path:
-    """``reports/<env>_<UTC timestamp>.png`` under the project root."""
+    """``reports/<env>_<UTC timestamp>.png``: the CLI's chart, one per ``tradedb report`` run.
+
+    These are kept (never pruned): each is written because an operator asked for that report, so they accumulate
+    only as fast as people run the command, and one may be attached to a ticket or a review. The scheduled
+    monitoring asset, which runs every hour unattended, writes ``latest_chart_path`` instead.
+    """
     stamp = report.generated_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return project_root() / REPORTS_DIR / f"{report.environment or 'all'}_{stamp}.png"
+    return reports_dir() / f"{report.environment or 'all'}_{stamp}.png"
+
+
+def latest_chart_path(environment: str | None) -> Path:
+    """``reports/<env>_latest.png``: the monitoring asset's chart, overwritten on every materialisation.
+
+    One fixed file per environment keeps ``reports/`` from growing with every drift-watch tick; the history the
+    chart would otherwise keep is in the asset's plotted metadata (and the ledger itself).
+    """
+    return reports_dir() / f"{environment or 'all'}{LATEST_CHART_SUFFIX}"
 
 
 def write_chart(report: Report, path: Path | str | None = None) -> Path:
     """Draw step durations per run (by step, coloured by outcome) and database size over time into a PNG.
 
     Uses ``matplotlib.figure.Figure`` with the Agg canvas directly: no pyplot, so no global state and no display,
-    which keeps it safe inside Dagster's run process and its threads.
+    which keeps it safe inside Dagster's run process and its threads. The PNG is written to a temporary file
+    beside ``path`` and renamed over it, so a chart that is overwritten (``latest_chart_path``) is never seen
+    half-written.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -471,7 +545,13 @@ def write_chart(report: Report, path: Path | str | None = None) -> Path:
     _draw_sizes(bottom, report)
     period = f"since {report.since:%Y-%m-%d %H:%M} UTC" if report.since else "whole ledger"
     fig.suptitle(f"tradedb run report - {report.environment or 'all environments'} ({period})", fontsize=12)
-    fig.savefig(out, format="png")
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")  # usual permissions, unlike mkstemp's 0600
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out
 
 

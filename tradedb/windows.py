@@ -10,6 +10,7 @@ Config (``windows.toml`` at the project root, or the file named by ``TRADEDB_WIN
     [production]
     timezone = "America/New_York"   # IANA name; slot times are wall-clock times there
     margin_minutes = 15             # runs must finish this long before a window ends; no launch in the last N
+                                    # (0 to 1440; the exchange buffers too, min_minutes up to 14 days)
     require_rehearsal = false       # true: the schedule skips when no rehearsal estimate exists
     slots = [ { days = ["sat"], start = "02:00", end = "06:00" } ]   # optional "name"; end "24:00" allowed
     exchange_closed = { calendar = "XNYS", min_minutes = 60, after_close_minutes = 0, before_open_minutes = 0 }
@@ -56,6 +57,14 @@ WINDOWS_VARIABLE = "TRADEDB_WINDOWS"
 GATED_ENVIRONMENT = "production"  # the one environment that must declare its windows
 DEFAULT_MARGIN_MINUTES = 15
 MINUTES_PER_DAY = 24 * 60
+# Upper bounds of the minute settings, checked on load. A margin (or an exchange buffer) of a whole day already
+# swallows every nightly window, so anything longer is a typo; unbounded, a huge one overflowed datetime arithmetic
+# deep inside the window search instead of naming the key.
+MAX_MARGIN_MINUTES = MINUTES_PER_DAY
+MAX_BUFFER_MINUTES = MINUTES_PER_DAY  # after_close_minutes, before_open_minutes
+# No exchange stays closed for two weeks (the longest closures in exchange_calendars, Tokyo's 2019 Golden Week and
+# Seoul's 2017 Chuseok, last under 11 days): a longer min_minutes could never be met, so it can only be a typo.
+MAX_MIN_CLOSURE_MINUTES = 14 * MINUTES_PER_DAY
 
 # Windows are computed over the asked range widened by this much on each side, so a window overlapping the range
 # is seen whole even when it merges with neighbours (a closed weekend plus slots) that start before the range.
@@ -681,9 +690,12 @@ def _parse_section(file: Path, env: str, section: dict) -> WindowPolicy:
     require_rehearsal = section.get("require_rehearsal", False)
     if not isinstance(require_rehearsal, bool):
         _bad(file, f"[{env}] require_rehearsal", "must be true or false")
-    margin = section.get("margin_minutes", 0 if always else DEFAULT_MARGIN_MINUTES)
-    if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
-        _bad(file, f"[{env}] margin_minutes", f"must be a whole number of minutes >= 0, not {margin!r}")
+    margin = _minutes(
+        file,
+        f"[{env}] margin_minutes",
+        section.get("margin_minutes", 0 if always else DEFAULT_MARGIN_MINUTES),
+        MAX_MARGIN_MINUTES,
+    )
     has_rules = "slots" in section or "exchange_closed" in section
     if always and has_rules:
         _bad(file, f"[{env}] always", "always = true cannot be combined with slots or exchange_closed")
@@ -795,10 +807,23 @@ def _parse_exchange(file: Path, where: str, raw: Any) -> ExchangeClosed:
 
     if name not in xc.get_calendar_names(include_aliases=True):
         _bad(file, f"{where}.calendar", f"unknown exchange calendar {name!r} (e.g. XNYS, XLON, XTKS)")
-    numbers = {}
-    for key in ("min_minutes", "after_close_minutes", "before_open_minutes"):
-        value = raw.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            _bad(file, f"{where}.{key}", f"must be a whole number of minutes >= 0, not {value!r}")
-        numbers[key] = value
+    limits = {
+        "min_minutes": MAX_MIN_CLOSURE_MINUTES,
+        "after_close_minutes": MAX_BUFFER_MINUTES,
+        "before_open_minutes": MAX_BUFFER_MINUTES,
+    }
+    numbers = {key: _minutes(file, f"{where}.{key}", raw.get(key, 0), limit) for key, limit in limits.items()}
     return ExchangeClosed(name, **numbers)
+
+
+def _minutes(file: Path, where: str, value: Any, maximum: int) -> int:
+    """A whole number of minutes from 0 to ``maximum``, else the file's one-line error naming the key."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _bad(file, where, f"must be a whole number of minutes >= 0, not {value!r}")
+    if value > maximum:
+        _bad(
+            file,
+            where,
+            f"must be at most {maximum} minutes ({format_duration(timedelta(minutes=maximum))}), not {value!r}",
+        )
+    return value

@@ -19,6 +19,7 @@ from orchestration.automation.jobs import REHEARSE_JOB
 from orchestration.rehearsal.assets import latest_rehearsal
 from orchestration.run import alert_failed_run
 from tradedb import alerts, rehearsal
+from tradedb.plan import backup_seconds
 
 LONG_RUN_FACTOR = 2.0  # alert when a run takes this many times longer than expected
 DEFAULT_EXPECTED_S = 1800.0  # expectation for a job with no history and no rehearsal
@@ -59,7 +60,7 @@ def expected_seconds(instance: dg.DagsterInstance, job_name: str) -> float:
     if job_name == "deploy_production":
         report = latest_rehearsal(instance)
         if report is not None and report.steps:
-            return sum(s.seconds for s in report.steps)
+            return sum(s.seconds for s in report.steps) + backup_seconds("production")
     records = instance.get_run_records(
         dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=HISTORY_RUNS
     )

@@ -14,6 +14,7 @@ from data_migrations.base import DataMigration
 from orchestration.environments import ENVIRONMENTS, data_key, revision_key
 from tradedb import alerts, drift_watch, ledger, schema
 from tradedb.db import connect_checked
+from tradedb.errors import TradeDBError
 from tradedb.settings import resolve_environment
 
 
@@ -88,7 +89,11 @@ def head_checks(env_name: str) -> list[dg.AssetChecksDefinition]:
         description="no drift: the schema is what its revision should contain (the models at head)",
     )
     def no_drift() -> dg.AssetCheckResult:
-        report = drift_watch.watch(resolve_environment(env_name))
+        try:
+            report = drift_watch.watch(resolve_environment(env_name))
+        except TradeDBError as exc:  # a watch that cannot run must page this environment's on-call, not dev's
+            alerts.send(env_name, alerts.DRIFT, f"drift watch could not run on {env_name}", str(exc))
+            return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
         if not report.ok:
             alerts.send(env_name, alerts.DRIFT, f"schema drift on {env_name}", report.summary())
         return dg.AssetCheckResult(

@@ -1,7 +1,10 @@
 """One report asset per environment: the ledger's figures (success rate, durations, database size) as metadata.
 
-Materialised by the drift-watch job on its schedule, so every tick adds a point to the asset's plots in the UI;
-the chart PNG written beside it is the same one ``tradedb report`` writes.
+Materialised by the drift-watch job on its schedule, so every tick adds a point to the asset's plots in the UI:
+the aggregates, ``duration_s/<step>`` and ``max_duration_s/<step>`` per revision and data migration (see
+``tradedb.report.metrics``), and the slowest steps as a table. The chart is the one ``tradedb report`` draws, but
+written to one fixed file per environment, ``reports/<env>_latest.png``, overwritten on each tick, so the
+hourly schedule does not fill ``reports/``.
 """
 
 import dagster as dg
@@ -28,8 +31,11 @@ def report_asset(env_name: str) -> dg.AssetsDefinition:
     def _report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         rep = report.collect(resolve_environment(env_name))
         metadata: dict = dict(report.metrics(rep))
+        slowest = report.slowest_markdown(rep)
+        if slowest is not None:
+            metadata["slowest_steps"] = dg.MetadataValue.md(slowest)
         if not rep.empty:
-            chart = report.write_chart(rep)
+            chart = report.write_chart(rep, report.latest_chart_path(env_name))
             metadata["chart"] = dg.MetadataValue.path(str(chart))
             context.log.info(f"{env_name}: chart written to {chart}")
         return dg.MaterializeResult(metadata=metadata)
