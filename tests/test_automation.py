@@ -249,20 +249,14 @@ def test_drift_watch_job_catches_a_manual_alter_table_and_alerts(site):
         site["staging"],
         "UPDATE tradedb_migrations.ledger SET file_checksum = repeat('0', 64) WHERE name = '0003'",
     )
-    with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("drift_watch").execute_in_process(
-            instance=instance, raise_on_error=False
-        )
-        verdicts = {
-            (e.asset_key.path[0], e.check_name): e.passed for e in result.get_asset_check_evaluations()
-        }
-        assert verdicts[("production", "schema_matches_models")] is False
-        assert verdicts[("staging", "schema_matches_models")] is True
-        assert verdicts[("dev", "schema_matches_models")] is True
-        assert verdicts[("production", "revision_files_unchanged")] is True
-        assert verdicts[("staging", "revision_files_unchanged")] is False
-        reports = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
-        assert reports == {"dev", "staging", "production"}
+    result, verdicts = drift_watch_run()
+    assert verdicts[("production", "schema_matches_models")] is False
+    assert verdicts[("staging", "schema_matches_models")] is True
+    assert verdicts[("dev", "schema_matches_models")] is True
+    assert verdicts[("production", "revision_files_unchanged")] is True
+    assert verdicts[("staging", "revision_files_unchanged")] is False
+    reports = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert reports == {"dev", "staging", "production"}
     (drift,) = [a for a in alerts.recent(50) if a["kind"] == alerts.DRIFT]
     assert drift["environment"] == "production" and "hotfix_note" in drift["detail"]
     (edited,) = [a for a in alerts.recent(50) if a["kind"] == alerts.EDITED_REVISION]
@@ -274,17 +268,21 @@ def test_a_drift_watch_that_cannot_run_alerts_its_own_environment(site, monkeypa
         schema.upgrade(env, "head")
     gone = site["production"].url.set(database="no_such_database")
     monkeypatch.setenv("TRADEDB_PRODUCTION_URL", gone.render_as_string(hide_password=False))
-    with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("drift_watch").execute_in_process(
-            instance=instance, raise_on_error=False
-        )
-        verdicts = {
-            (e.asset_key.path[0], e.check_name): e.passed for e in result.get_asset_check_evaluations()
-        }
+    _, verdicts = drift_watch_run()
     assert verdicts[("production", "schema_matches_models")] is False
     assert verdicts[("dev", "schema_matches_models")] is True
     (alert,) = [a for a in alerts.recent(50) if a["title"].startswith("drift watch could not run")]
     assert alert["environment"] == "production"
+
+
+def drift_watch_run() -> tuple[dg.ExecuteInProcessResult, dict[tuple[str, str], bool]]:
+    """Run the drift_watch job; its check verdicts by (environment, check)."""
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("drift_watch").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    verdicts = {(e.asset_key.path[0], e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    return result, verdicts
 
 
 def test_long_running_runs_alert_once(site, monkeypatch):

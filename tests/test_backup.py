@@ -740,16 +740,21 @@ def ledger_of(env: Environment, environment: str) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def test_cli_backup_list_and_restore(make_database, tmp_path, backup_root):
-    dev = with_password(seeded(make_database("dev"), rows=100))
-    staging = with_password(make_database("staging"))
-    extra = {
+def cli_settings(tmp_path, backup_root, staging) -> dict[str, str]:
+    """The CLI's environment for these tests: our backups folder, an empty config and staging's URL."""
+    return {
         "TRADEDB_BACKUP_DIR": str(backup_root),
         "TRADEDB_CONFIG": str(tmp_path / "tradedb.toml"),
         "TRADEDB_STATE_DIR": str(tmp_path / "state"),
         "TRADEDB_STAGING_URL": staging.url.render_as_string(hide_password=False),
         "COLUMNS": "200",
     }
+
+
+def test_cli_backup_list_and_restore(make_database, tmp_path, backup_root):
+    dev = with_password(seeded(make_database("dev"), rows=100))
+    staging = with_password(make_database("staging"))
+    extra = cli_settings(tmp_path, backup_root, staging)
 
     made = run_cli("backup", "--reason", "cli test", env=dev, extra=extra)
     assert made.returncode == 0, made.stderr
@@ -782,13 +787,7 @@ def test_cli_restore_into_production_from_another_environment(
     staging = with_password(seeded(make_database("staging"), rows=50))
     production = with_password(seeded(make_database("production")))
     drop_kept(production)
-    extra = {
-        "TRADEDB_BACKUP_DIR": str(backup_root),
-        "TRADEDB_CONFIG": str(tmp_path / "tradedb.toml"),
-        "TRADEDB_STATE_DIR": str(tmp_path / "state"),
-        "TRADEDB_STAGING_URL": staging.url.render_as_string(hide_password=False),
-        "COLUMNS": "200",
-    }
+    extra = cli_settings(tmp_path, backup_root, staging)
     made = backup.take_backup(staging, reason="test")
     before = checksums(production)
     command = ("restore", "latest", "--env", "production", "--from-env", "staging", "--yes")

@@ -680,10 +680,15 @@ def _bad(file: Path, key: str, message: str):
     raise TradeDBError(f"malformed windows file {file}: {key}: {message}")
 
 
+def _known_keys(file: Path, where: str, raw: dict, allowed: set[str]) -> None:
+    """A misspelt key is an error, not a silently ignored setting (``margin_minute = 30`` would mean no margin)."""
+    for key in raw:
+        if key not in allowed:
+            _bad(file, f"{where}{key}", f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
 def _parse_section(file: Path, env: str, section: dict) -> WindowPolicy:
-    for key in section:
-        if key not in SECTION_KEYS:
-            _bad(file, f"[{env}] {key}", f"unknown key (expected one of {', '.join(sorted(SECTION_KEYS))})")
+    _known_keys(file, f"[{env}] ", section, SECTION_KEYS)
     always = section.get("always", False)
     if not isinstance(always, bool):
         _bad(file, f"[{env}] always", "must be true or false")
@@ -745,9 +750,7 @@ def _parse_section(file: Path, env: str, section: dict) -> WindowPolicy:
 def _parse_slot(file: Path, where: str, raw: Any) -> Slot:
     if not isinstance(raw, dict):
         _bad(file, where, 'must be a table { days = ["sat"], start = "02:00", end = "06:00" }')
-    for key in raw:
-        if key not in SLOT_KEYS:
-            _bad(file, f"{where}.{key}", f"unknown key (expected one of {', '.join(sorted(SLOT_KEYS))})")
+    _known_keys(file, f"{where}.", raw, SLOT_KEYS)
     for key in ("days", "start", "end"):
         if key not in raw:
             _bad(file, f"{where}.{key}", "missing")
@@ -796,9 +799,7 @@ def _hhmm(minute: int) -> str:
 def _parse_exchange(file: Path, where: str, raw: Any) -> ExchangeClosed:
     if not isinstance(raw, dict):
         _bad(file, where, 'must be a table { calendar = "XNYS", min_minutes = 60 }')
-    for key in raw:
-        if key not in EXCHANGE_KEYS:
-            _bad(file, f"{where}.{key}", f"unknown key (expected one of {', '.join(sorted(EXCHANGE_KEYS))})")
+    _known_keys(file, f"{where}.", raw, EXCHANGE_KEYS)
     name = raw.get("calendar")
     if not isinstance(name, str) or not name.strip():
         _bad(file, f"{where}.calendar", 'required: an exchange_calendars name such as "XNYS"')
