@@ -53,25 +53,6 @@ DOC_DESCRIPTION, DOC_TICKET, DOC_DATA_IMPACT, DOC_ROLLBACK = (
     "doc-data-impact",
     "doc-rollback-notes",
 )
-# Reasons the release-1.0 revisions share (each revision still names them in its own ``lint_acknowledged``).
-NEW_TABLES_ACKNOWLEDGED: dict[str, str] = {
-    "prefer-identity": (
-        "Release 1.0 schema, applied everywhere: BIGSERIAL keys match the models; moving to IDENTITY would be "
-        "a revision of its own, not an edit of shipped history."
-    ),
-    "prefer-text-field": (
-        "New, empty tables, so no lock on existing rows; the varchar bounds are the models' String(n) limits, "
-        "kept on purpose (raising one later is catalog-only, no rewrite)."
-    ),
-}
-EMPTY_DATABASE_ACKNOWLEDGED: dict[str, str] = {
-    **NEW_TABLES_ACKNOWLEDGED,
-    "require-statement-timeout": (
-        "Release 1.0 initial schema on an empty database: every table this revision creates or references has "
-        "no rows, so nothing is slow to bound."
-    ),
-}
-
 ACK_RULE = "lint-acknowledged"
 """Problems with the ``lint_acknowledged`` declaration itself (no reason, a documentation rule, wrong type)."""
 RENDER_RULE = "sql-render"
