@@ -23,21 +23,13 @@ import dagster as dg
 
 from tradedb import alerts, ledger, windows
 from tradedb.db import make_engine
-from tradedb.errors import TradeDBError
+from tradedb.errors import BackupRefused, DeadlinePassed, TradeDBError, first_line
 from tradedb.locks import migration_lock
 from tradedb.plan import BACKUP_ENVIRONMENTS, Plan, build_plan
 from tradedb.settings import Environment, resolve_environment
 
 OVERRIDE_TAG = "tradedb/window_override"
 DEADLINE_TAG = "tradedb/deadline"
-
-
-class BackupRefused(TradeDBError):
-    """No backup could be taken, so the production run changed nothing (alerted as ``backup_failed``)."""
-
-
-class DeadlinePassed(TradeDBError):
-    """The run stopped at its deadline on purpose: the next window resumes it (alerted as a stop, not a failure)."""
 
 
 @dataclass
@@ -94,13 +86,12 @@ class RunGuard:
             **({"deployment_plan": dg.MetadataValue.md(held.plan.markdown())} if first else {}),
         }
 
-    def _plan(self, env: Environment, backup: str | None = None) -> Plan | None:
-        """The deployment plan, logged whole (the rollback plan of this run); again once the backup is named."""
+    def _plan(self, env: Environment) -> Plan | None:
+        """The deployment plan at the start of the run, logged whole (the rollback plan of this run)."""
         from orchestration.rehearsal.assets import latest_rehearsal
 
         try:
-            rehearsed = latest_rehearsal(self.instance) if self.instance else None
-            deployment = build_plan(env, rehearsed, backup=backup)
+            deployment = build_plan(env, latest_rehearsal(self.instance) if self.instance else None)
         except TradeDBError as exc:
             if self.log:
                 self.log.warning(f"no deployment plan for {env.name}: {exc}")
@@ -135,7 +126,8 @@ class RunGuard:
         self._require_before_deadline(env_name)
         if env_name in BACKUP_ENVIRONMENTS and held.backup_id is None:
             held.backup_id = self._backup(held.env)
-            held.plan = self._plan(held.env, backup=held.backup_id) or held.plan  # rollbacks name this backup
+            if held.plan is not None:  # from now on the rollbacks name this backup
+                held.plan = held.plan.with_backup(held.backup_id)
             self._require_before_deadline(env_name)
 
     def _require_before_deadline(self, env_name: str) -> None:
@@ -160,9 +152,7 @@ class RunGuard:
                 launched_by=ledger.dagster_launcher(self.run_id),
             )
         except Exception as exc:  # any failure to back up, not only ours, means no change
-            reason = alerts.scrub(
-                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            )
+            reason = alerts.scrub(first_line(exc))
             raise BackupRefused(
                 f"no successful backup of {env.name}, so no schema change was made: {reason}"
             ) from None

@@ -11,6 +11,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tradedb import alerts
+from tradedb.errors import BackupRefused, DeadlinePassed
 from tradedb.settings import project_root
 
 DAGSTER_YAML = """\
@@ -32,8 +34,8 @@ HOST_TAG = "tradedb/host"
 ERROR_TYPE = "error_type"  # step Failure metadata: the core error's class name
 # core errors whose run failure is alerted as its own kind (a deadline stop is expected, not an error)
 ALERT_KIND_BY_ERROR = {
-    "DeadlinePassed": ("deadline_stop", "stopped at its deadline"),
-    "BackupRefused": ("backup_failed", "failed: no backup"),
+    DeadlinePassed.__name__: (alerts.DEADLINE_STOP, "stopped at its deadline"),
+    BackupRefused.__name__: (alerts.BACKUP_FAILED, "failed: no backup"),
 }
 
 
@@ -95,11 +97,9 @@ def alert_failed_run(job_name: str, run_id: str, tags, events, fallback: str | N
     A cron'd ``tradedb deploy`` alerts without a Dagster daemon; when the daemon's sensor sees the same run, the
     identical title makes the alert log's dedup post it once.
     """
-    from tradedb import alerts
-
-    error_type = next((failure_error_type(e) for e in events if failure_error_type(e)), None)
-    kind, what = ALERT_KIND_BY_ERROR.get(error_type or "", (alerts.RUN_FAILED, "failed"))
     steps_failed = [e for e in events if e.is_step_failure]
+    error_type = next(filter(None, map(failure_error_type, steps_failed)), None)
+    kind, what = ALERT_KIND_BY_ERROR.get(error_type or "", (alerts.RUN_FAILED, "failed"))
     detail = first_error(steps_failed) if steps_failed else fallback or first_error(events)
     alerts.send(
         tags.get("environment") or environment_of(steps_failed),

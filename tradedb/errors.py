@@ -14,3 +14,17 @@ class TradeDBError(CommandError):
 
 class DataMigrationPending(TradeDBError):
     """A contract revision was asked to run while rows still need a data migration."""
+
+
+class DeadlinePassed(TradeDBError):
+    """A run stopped at its deadline on purpose: the next window resumes it (alerted as a stop, not a failure)."""
+
+
+class BackupRefused(TradeDBError):
+    """No backup could be taken, so the production run changed nothing (alerted as ``backup_failed``)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An error as one line for the operator: its first line, or its type when it has no message."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from tradedb.errors import first_line
 from tradedb.schema import STATE_SCHEMA, has_state_table, revisions
 from tradedb.settings import project_root
 
@@ -282,7 +283,7 @@ class SchemaStepRecorder:
                 size_after = database_size(ctx.connection)
                 record(ctx.connection, self._entry(step, "success", size_after=size_after))
         except Exception as exc:
-            log.warning("could not record %s in the ledger: %s", step, _one_line(exc))
+            log.warning("could not record %s in the ledger: %s", step, first_line(exc))
             size_after = None
         self._size, self._step = size_after, None
 
@@ -294,7 +295,7 @@ class SchemaStepRecorder:
             if connection.in_transaction():
                 connection.rollback()
             with connection.begin():
-                record(connection, self._entry(self._step, "failure", error=_one_line(exc)))
+                record(connection, self._entry(self._step, "failure", error=first_line(exc)))
         except Exception as record_exc:
             log.warning("could not record the failed step in the ledger: %s", record_exc)
 
@@ -351,8 +352,3 @@ class SchemaStepRecorder:
         for kind, title, detail in self._alerts:
             alerts.send(self.environment, kind, title, detail, {"launched_by": self.launched_by})
         self._alerts.clear()
-
-
-def _one_line(exc: BaseException) -> str:
-    text_ = str(exc).strip().splitlines()
-    return text_[0] if text_ else type(exc).__name__

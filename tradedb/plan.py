@@ -8,7 +8,7 @@ schedule's fit decision uses the same figures (``Plan.estimated_seconds``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import data_migrations
@@ -58,9 +58,15 @@ class Plan:
     rehearsal: str = ""
     rehearsal_current: bool = False
     estimated_seconds: float | None = None  # None: some pending step was never rehearsed, or the code changed
-    backup_seconds: float = (
-        0.0  # the run's own pre-change backup, as long as the last one took (in the estimate)
-    )
+    backup_seconds: float = 0.0  # the run's own backup, timed like the last one (included in the estimate)
+    fingerprint: str = ""  # of the revisions and data migrations in code when the plan was made
+    restore: str = ""  # the restore command the rollbacks of data-dropping steps name
+
+    def with_backup(self, backup_id: str) -> Plan:
+        """This plan once the run has taken its backup: rollbacks name it (nothing is measured again)."""
+        restore = restore_command(self.environment, backup_id)
+        steps = [replace(s, rollback=s.rollback.replace(self.restore, restore)) for s in self.steps]
+        return replace(self, steps=steps, backup=backup_id, restore=restore)
 
     @property
     def needs_window(self) -> bool:
@@ -102,52 +108,44 @@ def pending_steps(env: Environment) -> tuple[str | None, list[Step]]:
     return current, kept
 
 
-def build_plan(env: Environment, rehearsal: RehearsalReport | None, *, backup: str | None = None) -> Plan:
+def build_plan(env: Environment, rehearsal: RehearsalReport | None) -> Plan:
     """The plan for ``env`` now, with the rehearsal's figures where it measured the step."""
+    from tradedb.backup import latest_backup
+
     current, steps = pending_steps(env)
-    plan = Plan(env.name, current, schema.head())
-    plan.backup = backup or _backup_text(env)
-    restore = restore_command(env, backup)
+    plan = Plan(env.name, current, schema.head(), fingerprint=fingerprint())
+    latest = latest_backup(env)
+    takes_own = env.name in BACKUP_ENVIRONMENTS
+    if takes_own:
+        plan.backup = f"a new backup taken by the run (latest now: {latest.id if latest else 'none'})"
+    else:
+        plan.backup = latest.id if latest else "none"
+    plan.restore = restore_command(env.name, "latest" if takes_own else latest.id if latest else None)
     if rehearsal is None:
         plan.rehearsal = "none yet: run `tradedb rehearse`"
     else:
-        plan.rehearsal_current = rehearsal.fingerprint == fingerprint()
+        plan.rehearsal_current = rehearsal.fingerprint == plan.fingerprint
         stale = "" if plan.rehearsal_current else " (code changed since: estimates are stale)"
         plan.rehearsal = f"{rehearsal.fingerprint} at {rehearsal.started_at:%Y-%m-%d %H:%M} UTC{stale}"
     measured = {(s.kind, s.name): s for s in rehearsal.steps} if rehearsal else {}
     for step in steps:
-        plan.steps.append(_plan_step(env, step, measured.get((step.kind, step.name)), restore))
-    if backup is None and steps:
-        plan.backup_seconds = backup_seconds(env.name)
+        plan.steps.append(_plan_step(env, step, measured.get((step.kind, step.name)), plan.restore))
+    if takes_own and steps and latest is not None:
+        plan.backup_seconds = latest.duration_s  # the run's own backup takes about as long as the last one
     if rehearsal is not None and plan.rehearsal_current:
         plan.estimated_seconds = estimated_seconds(rehearsal, steps) + plan.backup_seconds
     return plan
 
 
-def backup_seconds(env_name: str) -> float:
-    """How long the run's own backup will take: as long as the environment's last one (0 where none is taken)."""
-    if env_name not in BACKUP_ENVIRONMENTS:
-        return 0.0
-    from tradedb.backup import latest_backup
-
-    latest = latest_backup(env_name)
-    return latest.duration_s if latest else 0.0
-
-
-def restore_command(env: Environment, backup: str | None) -> str:
+def restore_command(env_name: str, backup: str | None) -> str:
     """The exact restore a rollback of a data-dropping step needs.
 
     Production's run takes its own backup before its first change, so until a run has named it, the command is
-    ``restore latest``: right after the run, the latest backup is that one.
+    ``restore latest``: right after the run, the latest backup is that one (``Plan.with_backup`` names it).
     """
-    if backup is None and env.name != "production":
-        from tradedb.backup import latest_backup
-
-        latest = latest_backup(env)
-        if latest is None:
-            return f"tradedb backup --env {env.name}  (no backup yet: take one before deploying)"
-        backup = latest.id
-    return f"tradedb restore {backup or 'latest'} --env {env.name}"
+    if backup is None:
+        return f"tradedb backup --env {env_name}  (no backup yet: take one before deploying)"
+    return f"tradedb restore {backup} --env {env_name}"
 
 
 def _plan_step(env: Environment, step: Step, measured, restore: str) -> PlanStep:
@@ -197,12 +195,3 @@ def _needs_window(info: schema.RevisionInfo, measured) -> tuple[bool, str]:
     if measured.longest_lock_ms >= ONLINE_LOCK_MS:
         return True, f"ACCESS EXCLUSIVE for {measured.longest_lock_ms:,.0f} ms in rehearsal"
     return False, f"longest ACCESS EXCLUSIVE lock {measured.lock_text} in rehearsal"
-
-
-def _backup_text(env: Environment) -> str:
-    from tradedb.backup import latest_backup
-
-    latest = latest_backup(env)
-    if env.name == "production":
-        return f"a new backup taken by the run (latest now: {latest.id if latest else 'none'})"
-    return latest.id if latest else "none"

@@ -11,7 +11,7 @@ import dagster as dg
 
 from orchestration.automation.jobs import DRIFT_WATCH_JOB
 from orchestration.rehearsal.assets import latest_rehearsal
-from tradedb import plan, rehearsal, windows
+from tradedb import plan, windows
 from tradedb.settings import resolve_environment
 
 TICK_MINUTES = 15  # how late after a window opens the deploy may start
@@ -63,7 +63,7 @@ def pending_state_key(deployment: plan.Plan) -> str:
 
     A failed run is then not relaunched every tick; it is relaunched once the database or the code has moved.
     """
-    return f"pending-{deployment.current or 'empty'}-{rehearsal.fingerprint()}"
+    return f"pending-{deployment.current or 'empty'}-{deployment.fingerprint}"
 
 
 def active_runs(instance: dg.DagsterInstance, job_name: str) -> list[str]:

@@ -19,7 +19,7 @@ from orchestration.automation.jobs import REHEARSE_JOB
 from orchestration.rehearsal.assets import latest_rehearsal
 from orchestration.run import alert_failed_run
 from tradedb import alerts, rehearsal
-from tradedb.plan import backup_seconds
+from tradedb.backup import latest_backup
 
 LONG_RUN_FACTOR = 2.0  # alert when a run takes this many times longer than expected
 DEFAULT_EXPECTED_S = 1800.0  # expectation for a job with no history and no rehearsal
@@ -56,11 +56,15 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
 
 
 def expected_seconds(instance: dg.DagsterInstance, job_name: str) -> float:
-    """How long ``job_name`` should take: the rehearsal's estimate for production, else its recent history."""
+    """How long ``job_name`` should take: the rehearsal's estimate for production, else its recent history.
+
+    A production deploy starts with its own backup, which takes about as long as the last one did.
+    """
     if job_name == "deploy_production":
         report = latest_rehearsal(instance)
         if report is not None and report.steps:
-            return sum(s.seconds for s in report.steps) + backup_seconds("production")
+            backup = latest_backup("production")
+            return sum(s.seconds for s in report.steps) + (backup.duration_s if backup else 0.0)
     records = instance.get_run_records(
         dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=HISTORY_RUNS
     )
@@ -79,11 +83,14 @@ def alert_on_long_runs(context: dg.SensorEvaluationContext):
     now = time.time()
     records = context.instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
     raised = []
+    expectations: dict[str, float] = {}  # per job, once per tick
     for record in records:
         run = record.dagster_run
         if run.run_id in alerted or not record.start_time:
             continue
-        expected = expected_seconds(context.instance, run.job_name)
+        if run.job_name not in expectations:
+            expectations[run.job_name] = expected_seconds(context.instance, run.job_name)
+        expected = expectations[run.job_name]
         running = now - record.start_time
         if running > LONG_RUN_FACTOR * expected:
             alerts.send(

@@ -10,10 +10,11 @@ import data_migrations
 from data_migrations.base import DataMigration
 from data_migrations.progress import log_reporter
 from orchestration.environments import ENVIRONMENTS, SCHEMA_POOL, data_key, revision_key
-from orchestration.resources import DeadlinePassed, RunGuard
+from orchestration.resources import RunGuard
 from orchestration.run import ERROR_TYPE
 from orchestration.steps import RETRY, core_call, size_and_rows
 from tradedb import schema
+from tradedb.errors import DeadlinePassed
 from tradedb.pipeline import run_data_migration
 from tradedb.rehearsal import deploy_priority
 
