@@ -361,6 +361,35 @@ def test_decision_without_an_estimate_launches_and_says_so(saturday, tmp_path):
     assert not refused.launch and "requires one" in refused.reason
 
 
+def test_decision_on_an_exchange_holiday_with_the_shipped_file():
+    """Thanksgiving 2026 (Thu 26 Nov): XNYS is closed all day, so the overnight window runs to Friday's open."""
+    pol = load_policies(ROOT / "windows.toml")["production"]
+    holiday = decide_launch(
+        pol, local(NEW_YORK, 2026, 11, 26, 12, 0), pending_steps=2, estimated_seconds=3600
+    )
+    assert holiday.launch and holiday.deadline == local(NEW_YORK, 2026, 11, 27, 3, 45)
+    assert holiday.run_key == "window-20261126T0100Z"  # opened Wednesday 20:00 EST
+    trading_day = decide_launch(
+        pol, local(NEW_YORK, 2026, 11, 19, 12, 0), pending_steps=2, estimated_seconds=60
+    )
+    assert not trading_day.launch and trading_day.reason.startswith("outside the maintenance window")
+
+
+def test_decision_on_the_spring_forward_night(tmp_path):
+    """2026-03-08 in New York: a 02:00-05:00 slot opens at 03:00 EDT, so two hours no longer fit by 04:45."""
+    pol = production(
+        tmp_path,
+        f'timezone = "{NEW_YORK}"\nmargin_minutes = 15\n'
+        'slots = [{ days = ["sun"], start = "02:00", end = "05:00" }]\n',
+    )
+    now = local(NEW_YORK, 2026, 3, 8, 3, 10)
+    fits = decide_launch(pol, now, pending_steps=1, estimated_seconds=3600)
+    assert fits.launch and fits.run_key == "window-20260308T0700Z"  # 03:00 EDT
+    assert fits.deadline == local(NEW_YORK, 2026, 3, 8, 4, 45)
+    too_long = decide_launch(pol, now, pending_steps=1, estimated_seconds=2 * 3600)
+    assert not too_long.launch and "does not fit in the 1h 35m left" in too_long.reason
+
+
 def test_decision_for_an_always_open_environment():
     pol = load_policies(ROOT / "windows.toml")["staging"]
     decision = decide_launch(pol, utc(2026, 11, 25, 15), pending_steps=4, estimated_seconds=99_999)
