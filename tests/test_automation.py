@@ -312,6 +312,21 @@ def test_a_production_downgrade_from_plain_alembic_alerts(site):
     assert result.returncode == 0, result.stderr
     (alert,) = [a for a in alerts.recent(10) if a["kind"] == alerts.DOWNGRADE]
     assert alert["environment"] == "production" and "0003" in alert["title"]
+    stamped = run_cli("-x", "env=production", "stamp", "0003", env=production, tool="alembic")
+    assert stamped.returncode == 0, stamped.stderr
+    (stamp,) = [a for a in alerts.recent(10) if a["kind"] == alerts.STAMP]
+    assert stamp["environment"] == "production" and "0003" in stamp["title"]
+
+
+def test_a_data_migration_quarantining_production_rows_alerts(site):
+    production = seeded(site["production"], rows=2000, to="0011")
+    result = run_cli("data", "run", "events.normalise_event_payload", "--env", "production", env=production)
+    assert result.returncode == 0, result.stderr
+    (alert,) = [a for a in alerts.recent(10) if a["kind"] == alerts.QUARANTINE]
+    assert alert["environment"] == "production" and "events.normalise_event_payload" in alert["title"]
+    (run,) = ledger_rows(production, kind="data")
+    quarantined = run["detail"]["rows_quarantined"]
+    assert quarantined > 0 and f"quarantined {quarantined} row(s) on production" in alert["title"]
 
 
 def test_a_production_run_without_a_backup_changes_nothing(site, tmp_path, monkeypatch):
