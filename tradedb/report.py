@@ -547,7 +547,7 @@ def write_chart(report: Report, path: Path | str | None = None) -> Path:
     fig.suptitle(f"tradedb run report - {report.environment or 'all environments'} ({period})", fontsize=12)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")  # usual permissions, unlike mkstemp's 0600
     try:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")  # long step names stay whole
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
