@@ -255,6 +255,22 @@ def test_refuses_production_and_a_staging_someone_is_migrating(make_database):
         holder.close()
 
 
+def test_the_default_refresh_refuses_a_locked_staging_before_any_backup(make_database, monkeypatch, tmp_path):
+    production = seeded(make_database("production"), rows=50)
+    staging = make_database("staging")
+    monkeypatch.setenv("TRADEDB_PRODUCTION_URL", production.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("TRADEDB_BACKUP_DIR", str(tmp_path / "backups"))
+    holder = create_engine(staging.url).connect()
+    holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+    holder.commit()
+    try:
+        with pytest.raises(MigrationLocked):
+            rehearse(staging)
+    finally:
+        holder.close()
+    assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").rglob("manifest.json"))
+
+
 def staging_locked(env: Environment) -> bool:
     """Whether some session holds ``env``'s migration lock (asked from a session of our own)."""
     engine = create_engine(env.url)

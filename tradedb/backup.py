@@ -57,7 +57,7 @@ from sqlalchemy.pool import NullPool
 from tradedb.checksums import database_checksums, differing
 from tradedb.db import connect_checked, make_engine, unreachable
 from tradedb.errors import TradeDBError
-from tradedb.locks import LOCK_KEY, MigrationLocked, lock_holder, migration_lock
+from tradedb.locks import LOCK_KEY, MigrationLocked, holder_pids_sql, migration_lock
 from tradedb.schema import STATE_SCHEMA, current_revision, database_size
 from tradedb.settings import Environment, config_path, load_config, project_root
 
@@ -602,10 +602,11 @@ def take_backup(
             snapshot = conn.scalar(text("SELECT pg_export_snapshot()"))
             revision = current_revision(env, conn)
             root = environment_folder(env)
+            base_id = _base_id(taken_at, revision)
             row = {  # before the folder: a backup root that cannot be created is recorded as a failed backup too
-                "id": _base_id(taken_at, revision),
+                "id": base_id,
                 "environment": env.name,
-                "path": str(root / _base_id(taken_at, revision)),
+                "path": str(root / base_id),
                 "revision": revision,
                 "taken_at": taken_at,
                 "reason": reason,
@@ -922,13 +923,7 @@ def _allow_connections(admin: Connection, database: str, allowed: bool) -> None:
 
 def _terminate(admin: Connection, database: str, *, spare_lock_holder: bool = False) -> None:
     """End every other session on ``database``; ``spare_lock_holder`` leaves the one holding the migration lock."""
-    spare = (
-        " AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = :d)"
-        " AND ((classid::bigint << 32) | objid::bigint) = :key)"
-        if spare_lock_holder
-        else ""
-    )
+    spare = f" AND pid NOT IN ({holder_pids_sql(':d')})" if spare_lock_holder else ""
     admin.execute(
         text(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -975,8 +970,7 @@ def _swap(
     holder's is ended, and only then is the lock released and its connection closed: from then on nobody can
     connect to the old database to take the lock, and the renamed-in copy starts with no session at all.
     """
-    if not target_exists:
-        release_lock()  # nothing was locked: there was no database to lock
+    if not target_exists:  # nothing was locked: there was no database to lock
         _rename(admin, scratch, target)
         return None
     old = _derived_name(target, "old", stamp)
@@ -1115,13 +1109,13 @@ class _TargetLock:
     def acquire(self) -> None:
         try:
             self.stack.enter_context(migration_lock(self.engine, self.target))
-        except MigrationLocked:
-            holder = lock_holder(self.engine)
+        except MigrationLocked as exc:
             self.release()
             raise RestoreBlocked(
-                f"cannot restore into the {self.target.name} database: its migration lock is held by {holder} "
+                f"cannot restore into the {self.target.name} database: its migration lock is held by {exc.holder} "
                 "(a migration or another restore is running); nothing was changed. Wait for it to finish, or "
-                "check `tradedb status`."
+                "check `tradedb status`.",
+                holder=exc.holder,
             ) from None
 
     def release(self) -> None:
@@ -1300,17 +1294,12 @@ class _SwapRestore:
 
     def run(self) -> str | None:
         """Restore, check and swap; return the name the replaced database is kept under, if it is kept."""
-        scratch = _derived_name(self.database, "restore", self.stamp)
-        _create_scratch(self.admin, scratch, self.database, self.privileges)
-        swapped = False
-        try:
-            copy = self.scratch_environment(scratch)
-            self.restore_into(copy, _restore_arguments(self.backup, self.target, self.privileges, self.jobs))
-            self.check(copy)
+        with self.checked_scratch() as copy:
+            scratch = copy.url.database or ""
             if self.privileges.target_exists:
                 _copy_database_properties(self.admin, self.database, scratch)
                 _append_history(copy, _history_to_carry(self.target, self.backup))
-            kept = _swap(
+            return _swap(
                 self.admin,
                 scratch,
                 self.database,
@@ -1319,10 +1308,25 @@ class _SwapRestore:
                 release_lock=self.lock.release,
                 keep_old=self.target.name in KEEP_REPLACED_ENVIRONMENTS,
             )
-            swapped = True
-            return kept
+
+    @contextlib.contextmanager
+    def checked_scratch(self) -> Iterator[Environment]:
+        """Create a scratch database, restore the dump into it and check it; yield it as an environment.
+
+        The scratch database is dropped when the block raises (or the restore or check before it does); a block
+        that ends normally has taken it over (swapped it in, or dropped it itself).
+        """
+        scratch = _derived_name(self.database, "restore", self.stamp)
+        _create_scratch(self.admin, scratch, self.database, self.privileges)
+        handed_over = False
+        try:
+            copy = self.scratch_environment(scratch)
+            self.restore_into(copy, _restore_arguments(self.backup, self.target, self.privileges, self.jobs))
+            self.check(copy)
+            yield copy
+            handed_over = True
         finally:
-            if not swapped:
+            if not handed_over:
                 _drop_database(self.admin, scratch)
 
     def scratch_environment(self, scratch: str) -> Environment:
@@ -1405,14 +1409,8 @@ class _InPlaceRestore(_SwapRestore):
 
     def rehearse_on_scratch(self) -> None:
         """Restore and check the dump on a throwaway database first, so a bad dump fails before the target."""
-        scratch = _derived_name(self.database, "restore", self.stamp)
-        _create_scratch(self.admin, scratch, self.database, self.privileges)
-        try:
-            copy = self.scratch_environment(scratch)
-            self.restore_into(copy, _restore_arguments(self.backup, self.target, self.privileges, self.jobs))
-            self.check(copy)
-        finally:
-            _drop_database(self.admin, scratch)
+        with self.checked_scratch() as copy:
+            _drop_database(self.admin, copy.url.database or "")
 
 
 # ------------------------------------------------------------------------------------------------ ledger

@@ -21,7 +21,11 @@ LOCK_KEY = 0x7472_6164_6564_62  # "tradedb" as a bigint: one lock per database, 
 
 
 class MigrationLocked(TradeDBError):
-    """Another process is migrating this database right now."""
+    """Another process is migrating this database right now; ``holder`` describes its session (``lock_holder``)."""
+
+    def __init__(self, message: str, *, holder: str = "another session") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class DDLLockTimeout(TradeDBError):
@@ -53,15 +57,26 @@ def ddl_lock_timeout(exc: BaseException, step: str, timeout: str) -> DDLLockTime
     )
 
 
+def holder_pids_sql(database: str) -> str:
+    """SQL selecting the pid holding the migration lock on ``database`` (an SQL expression for its name).
+
+    Advisory locks belong to one database but ``pg_locks`` shows the whole server's, so the database is part of
+    the filter: the same key held on another database is not this one's lock. Bind ``:key`` to ``LOCK_KEY``.
+    """
+    return (
+        "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+        f" AND l.database = (SELECT oid FROM pg_database WHERE datname = {database})"
+        " AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"
+    )
+
+
 def lock_holder(engine: Engine) -> str:
     """Describe the session holding the migration lock (pid, application, since when) for the error message."""
     with engine.connect() as conn:
         row = conn.execute(
             text(
-                """SELECT a.pid, a.application_name, a.backend_start
-                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                   WHERE l.locktype = 'advisory' AND l.granted
-                     AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"""
+                "SELECT a.pid, a.application_name, a.backend_start FROM pg_stat_activity a "
+                f"WHERE a.pid IN ({holder_pids_sql('current_database()')})"
             ),
             {"key": LOCK_KEY},
         ).first()
@@ -89,9 +104,11 @@ def migration_lock(engine: Engine, env: Environment, *, held: bool = False) -> I
         got = conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY})
         conn.commit()
         if not got:
+            holder = lock_holder(engine)
             raise MigrationLocked(
-                f"another migration is running on the {env.name} database ({lock_holder(engine)}); "
-                "nothing was changed. Wait for it to finish, or check `tradedb status`."
+                f"another migration is running on the {env.name} database ({holder}); "
+                "nothing was changed. Wait for it to finish, or check `tradedb status`.",
+                holder=holder,
             )
         try:
             yield

@@ -483,11 +483,12 @@ def rehearse(
       rehearsal clearly instead of being measured as if it were production.
     """
     _refuse_production(staging)
-    _refuse_while_migrating(staging)
     launched_by = ledger.dagster_launcher(run_id) if run_id else None
-    refreshed = _as_refreshed(
-        refresh() if refresh is not None else refresh_from_production(staging, source, launched_by)
-    )
+    if refresh is not None:
+        _refuse_while_migrating(staging)
+        refreshed = _as_refreshed(refresh())
+    else:  # refuses a locked staging itself, under the lock it then holds while picking the backup
+        refreshed = _as_refreshed(refresh_from_production(staging, source, launched_by))
     report = RehearsalReport(fingerprint(), staging.name, refreshed.origin, datetime.now(UTC), schema.head())
     engine = make_engine(staging)
     try:
@@ -571,16 +572,19 @@ def refresh_from_production(
 
     The restore is verified against the backup's checksums, so a rehearsal never measures a damaged copy; the
     backup's revision and checksums are returned for the rehearsal to check again under its lock. Staging's lock
-    is held while the backup is picked or taken, so no migration starts on staging just to be overwritten.
+    is taken first (``MigrationLocked`` while someone else holds it) and held while production is told apart from
+    staging and the backup is picked or taken, so no migration starts on staging just to be overwritten.
     """
     from tradedb import backup
 
-    production = resolve_environment("production")
-    if _same_database(production, staging):
-        raise TradeDBError(
-            f"refusing to rehearse: staging and production are the same database ({staging.safe_url})"
-        )
-    with _staging_lock_if_reachable(staging):
+    with _staging_lock_if_reachable(
+        staging
+    ):  # first: a staging someone is migrating is refused before anything
+        production = resolve_environment("production")
+        if _same_database(production, staging):
+            raise TradeDBError(
+                f"refusing to rehearse: staging and production are the same database ({staging.safe_url})"
+            )
         source, kind = _production_backup(production, source, launched_by)
     backup.restore(source, staging, launched_by=launched_by)
     return Refreshed(f"{kind} {_describe_backup(source)}", source.revision, dict(source.checksums))
