@@ -37,7 +37,7 @@ from data_migrations import batch_size, get, run_ledger, state
 from data_migrations.base import DataMigration, PandasStep, SqlStep
 from data_migrations.health import throttle_reasons
 from data_migrations.progress import Progress, Reporter
-from tradedb.errors import TradeDBError
+from tradedb.errors import TradeDBError, cause_line
 from tradedb.guards import count_pending, pending_rows_sql
 from tradedb.schema import STATE_SCHEMA, revisions
 
@@ -613,7 +613,7 @@ class Worker:
                 if cause is None or attempt >= self.options.max_attempts:
                     self._fail(
                         f"data migration {self.m.name} failed on key range after {slice_.get('last_key', '?')} "
-                        f"(batch of {self.size}) after {attempt} attempt(s): {_first_line(exc)}"
+                        f"(batch of {self.size}) after {attempt} attempt(s): {cause_line(exc)}"
                     )
                 if cause == "timeout":
                     self.size = batch_size.split(self.size, self.options.min_batch)
@@ -837,8 +837,3 @@ def _transient_cause(exc: DBAPIError) -> str | None:
     if exc.connection_invalidated or isinstance(orig, pg_errors.AdminShutdown):
         return "connection"
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]

@@ -122,8 +122,8 @@ def environment_of(step_failures) -> str:
 
 
 def failure_error_type(event) -> str | None:
-    """The core error class a step failure carried (``orchestration.steps.core_call``), if any."""
-    if not (event.is_step_failure and event.step_failure_data and event.step_failure_data.user_failure_data):
+    """The core error class a step failure event carried (``orchestration.steps.core_call``), if any."""
+    if not (event.step_failure_data and event.step_failure_data.user_failure_data):
         return None
     value = event.step_failure_data.user_failure_data.metadata.get(ERROR_TYPE)
     return str(value.value) if value is not None else None

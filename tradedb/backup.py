@@ -56,7 +56,7 @@ from sqlalchemy.pool import NullPool
 
 from tradedb.checksums import database_checksums, differing
 from tradedb.db import connect_checked, make_engine, unreachable
-from tradedb.errors import TradeDBError
+from tradedb.errors import TradeDBError, cause_line
 from tradedb.locks import LOCK_KEY, MigrationLocked, holder_pids_sql, migration_lock
 from tradedb.schema import STATE_SCHEMA, current_revision, database_size
 from tradedb.settings import Environment, config_path, load_config, project_root
@@ -323,11 +323,7 @@ def _operator_error(exc: BaseException, what: str, url: URL | None = None) -> Ba
             _scrub(f"{what} failed: {path + ': ' if path else ''}{reason}; {_os_hint(path)}", url)
         )
     if isinstance(exc, DBAPIError):
-        reason = (
-            str(exc.orig).strip().splitlines()[0]
-            if exc.orig and str(exc.orig).strip()
-            else type(exc).__name__
-        )
+        reason = cause_line(exc)
         statement = " ".join((exc.statement or "").split())
         if len(statement) > STATEMENT_CHARS:
             statement = statement[: STATEMENT_CHARS - 3] + "..."

@@ -28,3 +28,8 @@ def first_line(exc: BaseException) -> str:
     """An error as one line for the operator: its first line, or its type when it has no message."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def cause_line(exc: BaseException) -> str:
+    """Like ``first_line``, but of the database driver's error when SQLAlchemy wraps one (no wrapper prefix)."""
+    return first_line(getattr(exc, "orig", None) or exc)

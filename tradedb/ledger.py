@@ -265,8 +265,7 @@ class SchemaStepRecorder:
         """The running (or last failed) step, for error messages: ``revision 0007 (upgrade)``."""
         if self._step is None:
             return "this step"
-        direction = "stamp" if self._step.is_stamp else "upgrade" if self._step.is_upgrade else "downgrade"
-        return f"revision {','.join(self._step.up_revision_ids) or 'base'} ({direction})"
+        return f"revision {_step_name(self._step)} ({_direction(self._step)})"
 
     def on_version_apply(self, ctx, step, heads, run_args) -> None:
         """Alembic callback after each step, inside the step's transaction.
@@ -300,13 +299,10 @@ class SchemaStepRecorder:
             log.warning("could not record the failed step in the ledger: %s", record_exc)
 
     def _entry(self, step, outcome: str, *, size_after: int | None = None, error: str | None = None):
-        direction = "stamp" if step.is_stamp else "upgrade" if step.is_upgrade else "downgrade"
-        # an upgrade step adds its up revision; a downgrade step removes it: either way the step is about it
-        name = ",".join(step.up_revision_ids) or "base"
         entry = LedgerEntry(
             kind="schema",
-            name=name,
-            direction=direction,
+            name=_step_name(step),
+            direction=_direction(step),
             environment=self.environment,
             launched_by=self.launched_by,
             run_id=self.run_id,
@@ -352,3 +348,12 @@ class SchemaStepRecorder:
         for kind, title, detail in self._alerts:
             alerts.send(self.environment, kind, title, detail, {"launched_by": self.launched_by})
         self._alerts.clear()
+
+
+def _direction(step) -> str:
+    return "stamp" if step.is_stamp else "upgrade" if step.is_upgrade else "downgrade"
+
+
+def _step_name(step) -> str:
+    """An upgrade step adds its up revision; a downgrade step removes it: either way the step is about it."""
+    return ",".join(step.up_revision_ids) or "base"

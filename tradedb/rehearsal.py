@@ -43,7 +43,7 @@ from data_migrations.base import DataMigration
 from tradedb import ledger, schema
 from tradedb.checksums import differing
 from tradedb.db import connect_checked, make_engine
-from tradedb.errors import TradeDBError
+from tradedb.errors import TradeDBError, cause_line
 from tradedb.locks import MigrationLocked, migration_lock
 from tradedb.pipeline import apply_revision, run_data_migration
 from tradedb.sample_data import app_tables
@@ -288,7 +288,7 @@ class LockSampler:
             self.samples += 1
 
     def _failed(self, exc: Exception) -> None:
-        self.error = f"lock sampling stopped: {_first_line(exc)}"
+        self.error = f"lock sampling stopped: {cause_line(exc)}"
         log.warning(self.error)
 
 
@@ -495,7 +495,7 @@ def rehearse(
         with migration_lock(engine, staging):
             _Rehearsal(staging, report, run_id, on_step).all_phases(refreshed)
     except Exception as exc:
-        report.error = report.error or _first_line(exc)
+        report.error = report.error or cause_line(exc)
         raise
     finally:
         report.finished_at = datetime.now(UTC)
@@ -551,11 +551,6 @@ def _require_refreshed(expected: Refreshed, revision: str | None, checksums: dic
             f"staging changed between its refresh and the rehearsal's lock ({'; '.join(found)}): another session "
             "migrated it, and nothing was rehearsed. Rehearse again once it is done."
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _refuse_production(staging: Environment) -> None:
@@ -630,7 +625,7 @@ def _database_identity(env: Environment) -> tuple[int, datetime, str] | None:
         with connect_checked(env) as conn:
             identifier, started, database = conn.execute(IDENTITY_SQL).one()
     except (TradeDBError, SQLAlchemyError) as exc:
-        log.info("cannot ask the %s server who it is: %s", env.name, _first_line(exc))
+        log.info("cannot ask the %s server who it is: %s", env.name, cause_line(exc))
         return None
     return int(identifier), started, database
 
@@ -838,7 +833,7 @@ class _Rehearsal:
         try:
             return fn()
         except Exception as exc:
-            message = f"rehearsal on {self.env.name} failed at {what}: {_first_line(exc)}"
+            message = f"rehearsal on {self.env.name} failed at {what}: {cause_line(exc)}"
             self.report.error = message
             raise RehearsalFailed(self.report, message) from exc
 

@@ -3,7 +3,8 @@
 The window schedule ticks every ``TICK_MINUTES`` and lets ``tradedb.windows.decide_launch`` decide: it launches
 once per window (the run key is the window's start) and otherwise skips with the reason the UI shows in the
 schedule's tick history: nothing pending, outside the window, the rehearsed duration does not fit the time
-left, or a deploy is still running. An always-open production (``always = true``) launches once per pending state. Both start stopped: an operator turns on automation for production deliberately (Automation tab, or
+left, or a deploy is still running. An always-open production (``always = true``) launches once per pending
+state. Both start stopped: an operator turns on automation for production deliberately (Automation tab, or
 ``dagster schedule start production_window_deploy``).
 """
 
