@@ -28,8 +28,9 @@ from sqlalchemy.engine import URL
 
 from bench.contenders import CONTENDERS, run_contender
 from tradedb import schema
+from tradedb.core.settings import Environment
+from tradedb.core.urls import normalise_url
 from tradedb.schema import has_state_table
-from tradedb.settings import Environment, normalise_url
 
 WRITER_INTERVAL_SECONDS = 0.005  # the app's write rate during the benchmark: one statement every 5 ms
 TARGETS = {  # from the issue: what "safer and as fast" means in numbers
@@ -47,14 +48,14 @@ def bench_environment() -> Environment:
         return Environment(
             "bench", normalise_url(os.environ["TRADEDB_BENCH_URL"], "TRADEDB_BENCH_URL"), False
         )
-    from tradedb.embedded import embedded_url
+    from tradedb.core.embedded import embedded_url
 
     return Environment("bench", embedded_url("tradedb_bench"), True)
 
 
 def prepare(env: Environment, rows: int, console: Console) -> int:
     """Seed ``rows`` rows at release 1.0 and upgrade to the expand revisions; returns max(trades.id)."""
-    from tradedb.sample_data import seed
+    from tradedb.ops.sample_data import seed
 
     started = time.perf_counter()
     seed(env, rows=rows, reset=True)
@@ -84,7 +85,7 @@ def reset_trades(url: URL, max_id: int) -> None:
 
 
 def reset_events(url: URL) -> None:
-    from data_migrations import state
+    from data_migrations.engine import state
 
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:

@@ -11,8 +11,8 @@ import pkgutil
 from functools import cache
 
 from data_migrations.base import DataMigration, Invariant, PandasStep, SqlStep, TransformResult
-from tradedb import FEATURES
-from tradedb.errors import TradeDBError
+from tradedb.core.errors import TradeDBError
+from tradedb.core.features import FEATURES
 
 __all__ = ["DataMigration", "Invariant", "PandasStep", "SqlStep", "TransformResult", "registry", "get"]
 

@@ -15,9 +15,10 @@ from sqlalchemy import Connection, text
 from data_migrations import registry
 from data_migrations.base import DataMigration
 from data_migrations.engine import check_schema_position
-from tradedb.errors import TradeDBError
-from tradedb.guards import count_pending
-from tradedb.schema import has_state_table
+from tradedb.core.errors import TradeDBError
+from tradedb.schema.pending_rows import count_pending
+from tradedb.schema.state_schema import STATE_SCHEMA as S
+from tradedb.schema.state_schema import has_state_table
 
 SAMPLE_ROWS = 5
 
@@ -77,8 +78,6 @@ def completeness(conn: Connection, m: DataMigration) -> CheckResult:
 
 def quarantine_reconciled(conn: Connection, m: DataMigration) -> CheckResult:
     """Every quarantined row still exists and carries a reason; the count matches the run's tally."""
-    from tradedb.schema import STATE_SCHEMA as S
-
     if not has_state_table(conn, "quarantine"):
         return CheckResult(f"{m.name}:quarantine", True, "quarantine reconciled", skipped="no state yet")
     sql = f"""SELECT q.row_key, q.reason FROM {S}.quarantine q

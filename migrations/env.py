@@ -1,7 +1,7 @@
 """Alembic environment for the A+ Trading App.
 
 Works the same from plain ``alembic`` and from our code:
-- the target is an environment (``-x env=...``, ``TRADEDB_ENV``, default ``dev``), resolved by ``tradedb.settings``;
+- the target is an environment (``-x env=...``, ``TRADEDB_ENV``, default ``dev``), resolved by ``tradedb.core.settings``;
 - code may hand over an Engine or a Connection in ``config.attributes["connection"]`` (pytest-alembic hands an
   Engine, the sharing-a-connection recipe a Connection) and then logging is left alone, because the template's
   ``fileConfig()`` would silence Dagster's loggers;
@@ -12,23 +12,31 @@ Works the same from plain ``alembic`` and from our code:
 - DDL waits at most ``lock_timeout`` (``-x lock_timeout=10s``, ``TRADEDB_LOCK_TIMEOUT``, default 5s) for its lock,
   in online runs and in the rendered ``--sql`` alike: a revision queued behind a long app transaction would
   otherwise block every query on that table behind it; it fails instead, and is retried;
-- every step, from whichever entry point, is written to the ledger (``tradedb.ledger``) in the target database:
+- every step, from whichever entry point, is written to the ledger (``tradedb.schema.ledger``) in the target database:
   a success in the step's own transaction, a failure after its rollback. Callers name themselves with
-  ``config.attributes["launched_by"]`` / ``["run_id"]``; plain alembic is recorded as ``alembic:<user>@<host>``.
+  ``config.attributes["launched_by"]`` / ``["run_id"]``; plain alembic is recorded as ``alembic:<user>@<host>``;
+- contract revisions' guards find the data migrations they require in the catalog this file hands them
+  (``config.attributes["data_migrations"]``): the schema layer they live in never imports the data layer above it.
 """
 
 from alembic import context
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from tradedb import ledger, schema
-from tradedb.db import make_engine, unreachable
-from tradedb.guards import reset_data_on_downgrade
-from tradedb.locks import ddl_lock_timeout, migration_lock
-from tradedb.models import metadata
-from tradedb.settings import Environment, resolve_environment
+from data_migrations.alembic_hooks import CATALOG, reset_data_on_downgrade
+from tradedb import schema
+from tradedb.core.db import database_size, make_engine, unreachable
+from tradedb.core.launchers import cli_user
+from tradedb.core.models import metadata
+from tradedb.core.settings import Environment, resolve_environment
+from tradedb.schema import ledger
+from tradedb.schema.guards import CATALOG_ATTRIBUTE
+from tradedb.schema.locks import ddl_lock_timeout, migration_lock
 
 config = context.config
+config.attributes.setdefault(
+    CATALOG_ATTRIBUTE, CATALOG
+)  # what contract revisions' guards look data migrations up in
 x_args = context.get_x_argument(as_dictionary=True)
 LOCK_TIMEOUT = schema.ddl_lock_timeout(x_args.get("lock_timeout"))
 
@@ -63,7 +71,7 @@ def run_migrations_offline() -> None:
 def _recorder(env_name: str, size_before: int | None) -> ledger.SchemaStepRecorder:
     return ledger.SchemaStepRecorder(
         env_name,
-        config.attributes.get("launched_by") or ledger.cli_user("alembic"),
+        config.attributes.get("launched_by") or cli_user("alembic"),
         config.attributes.get("run_id"),
         size_before,
     )
@@ -126,7 +134,7 @@ def run_migrations_online() -> None:
 def _size(engine: Engine) -> int | None:
     """The database size before the first step (each step's size after is measured in its transaction)."""
     with engine.connect() as conn:
-        return schema.database_size(conn)
+        return database_size(conn)
 
 
 if context.is_offline_mode():

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dagster as dg
 
 from data_migrations.base import DataMigration
+from tradedb.core.settings import ENVIRONMENTS
 from tradedb.schema import RevisionInfo
-from tradedb.settings import ENVIRONMENTS
 
 __all__ = ["ENVIRONMENTS", "revision_key", "data_key", "SCHEMA_POOL"]
 

@@ -4,10 +4,10 @@ With the in-process executor (the default for migration jobs) resources live exa
 guard holds, for the whole run and per environment:
 - the session-level migration lock (nothing from the CLI, plain alembic or another launch can migrate in between;
   a second launch fails at once naming the holder);
-- the maintenance-window gate (``tradedb.windows``): a run outside its window is refused unless the run carries
+- the maintenance-window gate (``tradedb.ops.windows``): a run outside its window is refused unless the run carries
   the ``tradedb/window_override`` tag with a reason, which is written to the ledger and alerted; the window's
   end becomes the data migrations' deadline, and no schema step starts after it;
-- the pre-change backup (``tradedb.backup``): before the first schema step of a production run that changes
+- the pre-change backup (``tradedb.ops.backup``): before the first schema step of a production run that changes
   anything, a ``pg_dump`` (directory format) with the table checksums of the same snapshot, which ``tradedb
   restore`` verifies against; no backup, no change.
 """
@@ -21,12 +21,18 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from tradedb import alerts, ledger, windows
-from tradedb.db import make_engine
-from tradedb.errors import BackupRefused, DeadlinePassed, TradeDBError, first_line
-from tradedb.locks import migration_lock
-from tradedb.plan import BACKUP_ENVIRONMENTS, Plan, build_plan
-from tradedb.settings import Environment, resolve_environment
+from orchestration.rehearsal.assets import latest_rehearsal
+from tradedb.core import alerts
+from tradedb.core.db import make_engine
+from tradedb.core.errors import BackupRefused, DeadlinePassed, TradeDBError, first_line
+from tradedb.core.launchers import dagster_launcher
+from tradedb.core.scrub import scrub
+from tradedb.core.settings import Environment, resolve_environment
+from tradedb.ops import windows
+from tradedb.ops.backup import take_backup
+from tradedb.ops.plan import BACKUP_ENVIRONMENTS, Plan, build_plan
+from tradedb.schema import ledger
+from tradedb.schema.locks import migration_lock
 
 OVERRIDE_TAG = "tradedb/window_override"
 DEADLINE_TAG = "tradedb/deadline"
@@ -88,8 +94,6 @@ class RunGuard:
 
     def _plan(self, env: Environment) -> Plan | None:
         """The deployment plan at the start of the run, logged whole (the rollback plan of this run)."""
-        from orchestration.rehearsal.assets import latest_rehearsal
-
         try:
             deployment = build_plan(env, latest_rehearsal(self.instance) if self.instance else None)
         except TradeDBError as exc:
@@ -143,16 +147,14 @@ class RunGuard:
         return held.backup_id if held else None
 
     def _backup(self, env: Environment) -> str:
-        from tradedb.backup import take_backup
-
         try:
             taken = take_backup(
                 env,
                 reason=f"before deploy run {self.run_id}",
-                launched_by=ledger.dagster_launcher(self.run_id),
+                launched_by=dagster_launcher(self.run_id),
             )
         except Exception as exc:  # any failure to back up, not only ours, means no change
-            reason = alerts.scrub(first_line(exc))
+            reason = scrub(first_line(exc))
             raise BackupRefused(
                 f"no successful backup of {env.name}, so no schema change was made: {reason}"
             ) from None
@@ -163,7 +165,7 @@ class RunGuard:
         return taken.id
 
     def _record_override(self, engine, env: Environment, gate: windows.GateResult) -> None:
-        launched_by = ledger.dagster_launcher(self.run_id)
+        launched_by = dagster_launcher(self.run_id)
         started = ledger.now()
         ledger.record_apart(
             engine,

@@ -13,12 +13,12 @@ from typing import TypeVar
 import dagster as dg
 from sqlalchemy import text
 
-from orchestration.run import ERROR_TYPE
-from tradedb.db import connect_checked
-from tradedb.errors import TradeDBError
-from tradedb.locks import DDLLockTimeout
-from tradedb.schema import database_size
-from tradedb.settings import Environment
+from data_migrations.engine import DataMigrationFailed
+from orchestration.failures import ERROR_TYPE
+from tradedb.core.db import connect_checked, database_size
+from tradedb.core.errors import TradeDBError
+from tradedb.core.settings import Environment
+from tradedb.schema.locks import DDLLockTimeout
 
 T = TypeVar("T")
 
@@ -31,8 +31,6 @@ def core_call(fn: Callable[[], T]) -> T:
     The error's class goes along as metadata, so the failure alert can tell a deadline stop or a missing backup
     from a failure without parsing messages.
     """
-    from data_migrations.engine import DataMigrationFailed
-
     try:
         return fn()
     except (DataMigrationFailed, DDLLockTimeout) as exc:

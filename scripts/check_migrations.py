@@ -6,7 +6,7 @@ with several heads reported clearly, and names what is pending. Target with --en
 
 import sys
 
-from tradedb.cli import main
+from tradedb.cli.main import main
 
 if __name__ == "__main__":
     sys.argv = [sys.argv[0], "check", *sys.argv[1:]]

@@ -6,7 +6,7 @@ next to the target, with sample data in it, checking that no data is lost; the t
 
 import sys
 
-from tradedb.cli import main
+from tradedb.cli.main import main
 
 if __name__ == "__main__":
     sys.argv = [sys.argv[0], "validate", *sys.argv[1:]]

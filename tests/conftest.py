@@ -19,7 +19,8 @@ from alembic.config import Config
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
 
-from tradedb.settings import DRIVER, Environment
+from tradedb.core.settings import Environment
+from tradedb.core.urls import DRIVER
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -46,7 +47,7 @@ def server_url(tmp_path_factory) -> Iterator[URL]:
     if os.environ.get("TRADEDB_TEST_URL"):
         yield make_url(os.environ["TRADEDB_TEST_URL"]).set(drivername=DRIVER, database="postgres")
         return
-    from tradedb.embedded import server_uri, stop_server
+    from tradedb.core.embedded import server_uri, stop_server
 
     data_dir = tmp_path_factory.mktemp("pg") / "data"
     yield make_url(server_uri(data_dir)).set(drivername=DRIVER, database="postgres")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from tradedb import schema
-from tradedb.db import connect_checked
-from tradedb.sample_data import seed
-from tradedb.settings import Environment
+from tradedb.core.db import connect_checked
+from tradedb.core.settings import Environment
+from tradedb.ops.sample_data import seed
 
 
 def seeded(env: Environment, rows: int = 300, to: str | None = None) -> Environment:

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tradedb import alerts
-from tradedb.errors import TradeDBError
-from tradedb.settings import load_config
+from tradedb.core import alerts
+from tradedb.core.errors import TradeDBError
+from tradedb.core.scrub import scrub
+from tradedb.core.settings import load_config
 
 DISCORD_KEYS = {"content", "text", "username", "allowed_mentions"}
 
@@ -241,7 +242,7 @@ def test_no_password_reaches_the_webhook_or_the_log(webhook, alert_log, monkeypa
     ],
 )
 def test_scrub(raw, scrubbed, alert_log):
-    assert alerts.scrub(raw) == scrubbed
+    assert scrub(raw) == scrubbed
 
 
 def test_long_messages_are_cut_to_discords_limit(webhook):

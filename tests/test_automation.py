@@ -20,9 +20,11 @@ from orchestration.rehearsal.assets import latest_rehearsal
 from orchestration.resources import DEADLINE_TAG, OVERRIDE_TAG
 from tests.conftest import run_cli
 from tests.helpers import current, execute, seeded
-from tradedb import alerts, ledger, schema
-from tradedb.db import connect_checked
-from tradedb.plan import build_plan
+from tradedb import schema
+from tradedb.core import alerts
+from tradedb.core.db import connect_checked
+from tradedb.ops.plan import build_plan
+from tradedb.schema import ledger
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

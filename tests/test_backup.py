@@ -23,12 +23,12 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import run_cli
 from tests.helpers import execute, scalar, seeded
-from tradedb import backup
-from tradedb.checksums import database_checksums
-from tradedb.db import connect_checked, make_engine
-from tradedb.errors import TradeDBError
-from tradedb.locks import MigrationLocked, migration_lock
-from tradedb.settings import Environment
+from tradedb.core.db import connect_checked, make_engine
+from tradedb.core.errors import TradeDBError
+from tradedb.core.settings import Environment
+from tradedb.ops import backup
+from tradedb.ops.checksums import database_checksums
+from tradedb.schema.locks import MigrationLocked, migration_lock
 
 PASSWORD = "s3cret:pw\\x"  # a colon and a backslash exercise the passfile escaping
 
@@ -61,7 +61,7 @@ def stray_databases(env: Environment) -> list[str]:
 
 
 def ledger_rows(env: Environment, kind: str) -> list[dict]:
-    from tradedb import ledger
+    from tradedb.schema import ledger
 
     with connect_checked(env) as conn:
         return [r for r in ledger.entries(conn) if r["kind"] == kind]
@@ -693,8 +693,8 @@ def test_a_damaged_dump_is_refused_before_anything_is_touched(
 
 @pytest.mark.parametrize("in_place", [False, True], ids=["swap", "in-place"])
 def test_a_restore_from_another_environment_keeps_the_targets_own_ledger(make_database, in_place):
-    from tradedb import ledger
-    from tradedb.report import collect
+    from tradedb.ops.report import collect
+    from tradedb.schema import ledger
 
     production = seeded(make_database("production"))
     staging = seeded(make_database("staging"), rows=50)
@@ -731,7 +731,7 @@ def test_a_restore_from_another_environment_keeps_the_targets_own_ledger(make_da
 
 def ledger_of(env: Environment, environment: str) -> list[tuple[str, str]]:
     """(kind, name) of the ledger entries of ``environment`` in ``env``'s database, oldest first."""
-    from tradedb import ledger
+    from tradedb.schema import ledger
 
     with connect_checked(env) as conn:
         return [(r["kind"], r["name"]) for r in ledger.entries(conn, environment=environment)]

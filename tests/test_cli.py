@@ -10,7 +10,7 @@ from sqlalchemy import MetaData
 from tests.conftest import run_cli
 from tests.helpers import current, execute, scalar, seeded
 from tradedb import schema
-from tradedb.models import metadata
+from tradedb.core.models import metadata
 
 
 def one_error_line(result) -> str:
@@ -168,7 +168,7 @@ def test_malformed_config_and_url(tmp_path):
 def test_second_concurrent_migration_is_refused(env):
     from sqlalchemy import create_engine, text
 
-    from tradedb.locks import LOCK_KEY
+    from tradedb.schema.locks import LOCK_KEY
 
     engine = create_engine(env.url)
     with engine.connect() as holder:
@@ -191,14 +191,14 @@ def test_embedded_server_is_the_default(tmp_path):
     report = json.loads(result.stdout)
     assert report["current"] == "0002" and "tradedb_staging" in report["url"]
     assert json.loads(run_cli("status", "--env", "dev", "--json", extra=extra).stdout)["current"] is None
-    from tradedb.embedded import stop_server
+    from tradedb.core.embedded import stop_server
 
     assert stop_server(tmp_path / "state" / "pgdata")
 
 
 def test_a_duration_too_large_is_one_clear_error():
-    from tradedb.cli import parse_time
-    from tradedb.errors import TradeDBError
+    from tradedb.cli.base import parse_time
+    from tradedb.core.errors import TradeDBError
 
     with pytest.raises(TradeDBError, match="--since '9999999999d' is too far away"):
         parse_time("9999999999d", option="--since", ago=True)

@@ -13,14 +13,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, text
 
-from data_migrations import batch_size, engine, get, state
+from data_migrations import engine, get
 from data_migrations.base import DataMigration, SqlStep
-from data_migrations.engine import DataMigrationFailed, RunOptions
+from data_migrations.engine import DataMigrationFailed, RunOptions, batch_size, state
 from data_migrations.events.normalise_event_payload import normalise
 from tests.conftest import BIN, ROOT, cli_env, run_cli
 from tests.helpers import current, execute, scalar, seeded
 from tradedb import schema
-from tradedb.errors import TradeDBError
+from tradedb.core.errors import TradeDBError
 
 EVENTS = "events.normalise_event_payload"
 TABLE_CHECKSUM = "SELECT md5(string_agg(ROW(id, payload, instrument_id)::text, ',' ORDER BY id)) FROM events"
@@ -302,7 +302,7 @@ def test_statement_timeouts_split_the_batch_then_fail_clearly(env):
 
 
 def test_lock_waits_of_the_app_make_the_engine_back_off(env):
-    from data_migrations.health import throttle_reasons
+    from data_migrations.engine.health import throttle_reasons
 
     seeded(env, rows=200, to="0008")
     holder = create_engine(env.url).connect()

@@ -7,9 +7,10 @@ from sqlalchemy import text
 
 from tests.conftest import run_cli
 from tests.helpers import current, scalar, seeded
-from tradedb import ledger, schema
-from tradedb.db import connect_checked
-from tradedb.errors import DataMigrationPending
+from tradedb import schema
+from tradedb.core.db import connect_checked
+from tradedb.core.errors import DataMigrationPending
+from tradedb.schema import ledger
 
 
 def test_empty_database_is_never_blocked(env):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tests.conftest import ROOT, run_cli
 from tests.helpers import current
-from tradedb import FEATURES, schema
+from tradedb import schema
+from tradedb.core.features import FEATURES
 
 
 def test_history_is_one_line_of_documented_revisions_across_all_features():

@@ -6,8 +6,9 @@ import json
 
 from tests.conftest import run_cli
 from tests.helpers import execute, seeded
-from tradedb import ledger, schema
-from tradedb.db import connect_checked
+from tradedb import schema
+from tradedb.core.db import connect_checked
+from tradedb.schema import ledger
 
 
 def rows(env, **where) -> list[dict]:

@@ -18,8 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import ROOT, run_cli
-from tradedb import lint, schema
-from tradedb.errors import TradeDBError
+from tradedb import schema
+from tradedb.core.errors import TradeDBError
+from tradedb.ops import lint
+from tradedb.schema import history as revisions_module
 
 UNSAFE_SQL = "BEGIN;\n\nALTER TABLE trades ADD COLUMN x int NOT NULL DEFAULT 1;\n\nCREATE INDEX i ON trades(x);\n\nCOMMIT;\n"
 REASON = "trades is empty in this revision's environment, so the build is instant"
@@ -275,7 +277,7 @@ def project_with_a_bad_revision(tmp_path, monkeypatch):
         ROOT / "migrations", tmp_path / "migrations", ignore=shutil.ignore_patterns("__pycache__")
     )
     (tmp_path / "migrations" / "execution" / "20261201_0018_index_trades_fee.py").write_text(BAD_REVISION)
-    monkeypatch.setattr(schema, "project_root", lambda: Path(tmp_path))
+    monkeypatch.setattr(revisions_module, "project_root", lambda: Path(tmp_path))
     caches = (schema.revisions, schema.render_sql, lint._history)
     for cached in caches:
         cached.cache_clear()
@@ -286,7 +288,7 @@ def project_with_a_bad_revision(tmp_path, monkeypatch):
 
 
 def test_a_bad_revision_fails_lint_and_the_cli(project_with_a_bad_revision):
-    from tradedb.cli import cli
+    from tradedb.cli.main import cli
 
     results = {r.revision: r for r in lint.lint_all()}
     bad = results.pop("0018")

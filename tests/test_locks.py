@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, text
 
-from tradedb.locks import LOCK_KEY, MigrationLocked, lock_holder, migration_lock
+from tradedb.schema.locks import LOCK_KEY, MigrationLocked, lock_holder, migration_lock
 
 
 def test_the_lock_and_its_holder_belong_to_one_database(make_database):

@@ -18,7 +18,7 @@ from orchestration.definitions import defs
 from tests.conftest import BIN, ROOT, cli_env
 from tests.helpers import current, execute, scalar, seeded
 from tradedb import schema
-from tradedb.locks import LOCK_KEY
+from tradedb.schema.locks import LOCK_KEY
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 

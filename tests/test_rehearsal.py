@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.helpers import current, execute, scalar, seeded
-from tradedb import rehearsal, schema
-from tradedb.errors import TradeDBError
-from tradedb.locks import LOCK_KEY, MigrationLocked
-from tradedb.rehearsal import (
+from tradedb import schema
+from tradedb.core.errors import TradeDBError
+from tradedb.core.settings import Environment
+from tradedb.ops import rehearsal
+from tradedb.ops.rehearsal import (
     LockSampler,
     Refreshed,
     RehearsalFailed,
@@ -29,9 +30,9 @@ from tradedb.rehearsal import (
     fingerprint,
     rehearse,
 )
-from tradedb.sample_data import FIRST_RELEASE
-from tradedb.settings import Environment
-from tradedb.validate import table_checksums
+from tradedb.ops.sample_data import FIRST_RELEASE
+from tradedb.ops.validate import table_checksums
+from tradedb.schema.locks import LOCK_KEY, MigrationLocked
 
 HOLD_SECONDS = 0.3
 
@@ -327,7 +328,7 @@ def test_default_refresh_locks_staging_while_backing_up_and_checks_the_restored_
     production, staging = make_database("production"), make_database("staging")
     seeded(production, rows=100)
     monkeypatch.setenv("TRADEDB_PRODUCTION_URL", production.url.render_as_string(hide_password=False))
-    from tradedb import backup
+    from tradedb.ops import backup
 
     seen: dict[str, bool] = {}
     take_backup, restore = backup.take_backup, backup.restore
@@ -404,7 +405,7 @@ def test_refuses_a_production_url_that_names_staging_another_way(make_database, 
     monkeypatch.setenv("TRADEDB_PRODUCTION_URL", alias.url.render_as_string(hide_password=False))
     with pytest.raises(TradeDBError, match="staging and production are the same database"):
         rehearse(staging)
-    from tradedb import backup
+    from tradedb.ops import backup
 
     assert backup.latest_backup("production") is None  # refused before any backup was taken
     assert current(staging) is None
@@ -452,7 +453,7 @@ def test_default_refresh_restores_a_production_backup(make_database, monkeypatch
     seeded(production, rows=200)
     monkeypatch.setenv("TRADEDB_PRODUCTION_URL", production.url.render_as_string(hide_password=False))
     monkeypatch.setenv("TRADEDB_BACKUP_DIR", str(tmp_path / "backups"))
-    from tradedb import backup
+    from tradedb.ops import backup
 
     assert backup.latest_backup(production) is None
     report = rehearse(staging)

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.conftest import run_cli
-from tradedb import ledger, report
-from tradedb.cli import parse_time
-from tradedb.db import connect_checked
-from tradedb.errors import TradeDBError
+from tradedb.cli.base import parse_time
+from tradedb.core.db import connect_checked
+from tradedb.core.errors import TradeDBError
+from tradedb.ops import report
+from tradedb.schema import ledger
 
 BACKFILL = "execution.backfill_trade_notional"
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)

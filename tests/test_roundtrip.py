@@ -6,7 +6,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import run_cli
 from tradedb import schema
-from tradedb.validate import validate
+from tradedb.ops.validate import validate
 
 
 def test_validate_walks_every_revision_with_data(env):

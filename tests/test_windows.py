@@ -18,9 +18,9 @@ import exchange_calendars as xc
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tradedb import windows
-from tradedb.errors import TradeDBError
-from tradedb.windows import WindowPolicy, decide_launch, gate, load_policies, require_window, wall_to_utc
+from tradedb.core.errors import TradeDBError
+from tradedb.ops import windows
+from tradedb.ops.windows import WindowPolicy, decide_launch, gate, load_policies, require_window, wall_to_utc
 
 NEW_YORK = "America/New_York"
 

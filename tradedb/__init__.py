@@ -1,9 +1,14 @@
-"""tradedb: the core of the A+ Trading App migration tool.
+"""tradedb: orchestrated, checkpointed migrations for the A+ Trading App database.
 
-Settings and environments, connections (embedded PostgreSQL by default), the app's models by feature, the
-Alembic wrapper (status, pending, drift, validation), sample data and the CLI. The orchestration and
-data-migration layers build on this package; it never imports them at module level.
+The package is layered; a module's folder says what it may import (imports only go down, checked by import-linter
+contracts in ``pyproject.toml``):
+
+- ``tradedb.cli``: the console script, on top of everything;
+- ``orchestration`` (top-level package): the Dagster code location;
+- ``tradedb.ops``: production safety and monitoring (windows, backups, rehearsal, plan, lint, reports...);
+- ``data_migrations`` (top-level package): the batch engine and the app's data migrations;
+- ``tradedb.schema``: the Alembic wrapper, the migration lock, the contract guard, the ledger;
+- ``tradedb.core``: settings and environments, connections, errors, alerts, the app's models.
+
+``tradedb.guards`` is the stable path applied revision files import the contract guard from.
 """
-
-FEATURES: tuple[str, ...] = ("common", "events", "setups", "strategy", "execution", "discord")
-"""The six feature areas, used as folder names for models, revisions, data migrations and asset groups."""

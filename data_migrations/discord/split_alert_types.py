@@ -6,7 +6,7 @@ loses an alert they thought they had without being told.
 """
 
 from data_migrations.base import DataMigration, Invariant, SqlStep
-from tradedb.models.discord import ALERT_TYPES
+from tradedb.core.models.discord import ALERT_TYPES
 
 KNOWN = "ARRAY[" + ", ".join(f"'{t}'" for t in ALERT_TYPES) + "]"
 TOKENS = "(SELECT array_agg(lower(btrim(x))) FROM unnest(string_to_array(a.alert_types, ',')) x WHERE btrim(x) <> '')"

@@ -1,6 +1,6 @@
 """Schedules: the production deploy at each maintenance window, and the drift watch.
 
-The window schedule ticks every ``TICK_MINUTES`` and lets ``tradedb.windows.decide_launch`` decide: it launches
+The window schedule ticks every ``TICK_MINUTES`` and lets ``tradedb.ops.windows.decide_launch`` decide: it launches
 once per window (the run key is the window's start) and otherwise skips with the reason the UI shows in the
 schedule's tick history: nothing pending, outside the window, the rehearsed duration does not fit the time
 left, or a deploy is still running. An always-open production (``always = true``) launches once per pending
@@ -12,8 +12,8 @@ import dagster as dg
 
 from orchestration.automation.jobs import DRIFT_WATCH_JOB
 from orchestration.rehearsal.assets import latest_rehearsal
-from tradedb import plan, windows
-from tradedb.settings import resolve_environment
+from tradedb.core.settings import resolve_environment
+from tradedb.ops import plan, windows
 
 TICK_MINUTES = 15  # how late after a window opens the deploy may start
 DRIFT_WATCH_CRON = "7 * * * *"  # hourly, off the hour

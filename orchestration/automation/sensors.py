@@ -4,7 +4,7 @@
   staging last rehearsed, request a rehearsal; the run key is the fingerprint, so each change is rehearsed once.
   Starts stopped, like the production schedule: refreshing staging from production is an operator's decision.
 - ``alert_on_run_failure``: every failed run of this location becomes one alert: ``run_failed``, or
-  ``backup_failed`` / ``deadline_stop`` when that is why it stopped (``orchestration.run.alert_failed_run``).
+  ``backup_failed`` / ``deadline_stop`` when that is why it stopped (``orchestration.failures.alert_failed_run``).
 - ``alert_on_long_runs``: a run still going after ``LONG_RUN_FACTOR`` times what it should take (the rehearsal's
   estimate for a production deploy, else the median of the job's recent successful runs) alerts once.
 """
@@ -16,10 +16,11 @@ import time
 import dagster as dg
 
 from orchestration.automation.jobs import REHEARSE_JOB
+from orchestration.failures import alert_failed_run
 from orchestration.rehearsal.assets import latest_rehearsal
-from orchestration.run import alert_failed_run
-from tradedb import alerts, rehearsal
-from tradedb.backup import latest_backup
+from tradedb.core import alerts
+from tradedb.ops import rehearsal
+from tradedb.ops.backup import latest_backup
 
 LONG_RUN_FACTOR = 2.0  # alert when a run takes this many times longer than expected
 DEFAULT_EXPECTED_S = 1800.0  # expectation for a job with no history and no rehearsal

@@ -12,10 +12,13 @@ import data_migrations
 from data_migrations import checks as core_checks
 from data_migrations.base import DataMigration
 from orchestration.environments import ENVIRONMENTS, data_key, revision_key
-from tradedb import alerts, drift_watch, ledger, schema
-from tradedb.db import connect_checked
-from tradedb.errors import TradeDBError
-from tradedb.settings import resolve_environment
+from tradedb import schema
+from tradedb.core import alerts
+from tradedb.core.db import connect_checked
+from tradedb.core.errors import TradeDBError
+from tradedb.core.settings import resolve_environment
+from tradedb.ops import drift_watch
+from tradedb.schema import ledger
 
 
 def as_result(results: list[core_checks.CheckResult]) -> dg.AssetCheckResult:

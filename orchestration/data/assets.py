@@ -8,15 +8,15 @@ import dagster as dg
 
 import data_migrations
 from data_migrations.base import DataMigration
-from data_migrations.progress import log_reporter
+from data_migrations.engine.progress import log_reporter
 from orchestration.environments import ENVIRONMENTS, SCHEMA_POOL, data_key, revision_key
+from orchestration.failures import ERROR_TYPE
 from orchestration.resources import RunGuard
-from orchestration.run import ERROR_TYPE
 from orchestration.steps import RETRY, core_call, size_and_rows
 from tradedb import schema
-from tradedb.errors import DeadlinePassed
-from tradedb.pipeline import run_data_migration
-from tradedb.rehearsal import deploy_priority
+from tradedb.core.errors import DeadlinePassed
+from tradedb.ops.pipeline import run_data_migration
+from tradedb.ops.rehearsal import deploy_priority
 
 
 def data_asset(env_name: str, m: DataMigration) -> dg.AssetsDefinition:

@@ -2,7 +2,7 @@
 
 Materialised by the drift-watch job on its schedule, so every tick adds a point to the asset's plots in the UI:
 the aggregates, ``duration_s/<step>`` and ``max_duration_s/<step>`` per revision and data migration (see
-``tradedb.report.metrics``), and the slowest steps as a table. The chart is the one ``tradedb report`` draws, but
+``tradedb.ops.report.metrics``), and the slowest steps as a table. The chart is the one ``tradedb report`` draws, but
 written to one fixed file per environment, ``reports/<env>_latest.png``, overwritten on each tick, so the
 hourly schedule does not fill ``reports/``.
 """
@@ -10,8 +10,8 @@ hourly schedule does not fill ``reports/``.
 import dagster as dg
 
 from orchestration.environments import ENVIRONMENTS
-from tradedb import report
-from tradedb.settings import resolve_environment
+from tradedb.core.settings import resolve_environment
+from tradedb.ops import report
 
 MONITORING_GROUP = "monitoring"
 

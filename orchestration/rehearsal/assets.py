@@ -6,8 +6,8 @@ rehearsal back (``latest_rehearsal``), so the UI's asset page and the fit decisi
 
 import dagster as dg
 
-from tradedb.rehearsal import RehearsalFailed, RehearsalReport, rehearse
-from tradedb.settings import resolve_environment
+from tradedb.core.settings import resolve_environment
+from tradedb.ops.rehearsal import RehearsalFailed, RehearsalReport, rehearse
 
 REHEARSAL_KEY = dg.AssetKey(["rehearsal", "staging"])
 REPORT_FIELD = "report"

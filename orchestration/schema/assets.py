@@ -12,10 +12,11 @@ import data_migrations
 from orchestration.environments import ENVIRONMENTS, SCHEMA_POOL, data_key, revision_key
 from orchestration.resources import RunGuard
 from orchestration.steps import RETRY, core_call, size_and_rows
-from tradedb import lint, schema
-from tradedb.errors import TradeDBError
-from tradedb.pipeline import apply_revision
-from tradedb.rehearsal import deploy_priority
+from tradedb import schema
+from tradedb.core.errors import TradeDBError
+from tradedb.ops import lint
+from tradedb.ops.pipeline import apply_revision
+from tradedb.ops.rehearsal import deploy_priority
 from tradedb.schema import RevisionInfo
 
 

@@ -1,0 +1,88 @@
+"""How a data-migration run is asked for (``RunOptions``) and what it reports back (``RunResult``).
+
+The limits are named constants, each doubling as its option's default, so an operator reading one knows what a run
+does unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from data_migrations.engine import batch_size
+from data_migrations.engine.progress import Reporter
+from tradedb.core.errors import TradeDBError
+
+LOCK_TIMEOUT_MS = 2_000  # a batch waits at most this long for a row/table lock, then retries later
+STATEMENT_TIMEOUT_MS = 30_000  # a batch statement running longer than this is cancelled and the batch halved
+MAX_ATTEMPTS = 5  # attempts per batch before the run fails
+SLICE_KEYS = 250_000  # key span of one slice: the unit workers claim
+
+
+class DataMigrationFailed(TradeDBError):
+    """A data migration stopped with an error after its retry limits (or on a bad row, when so declared)."""
+
+
+class BadRow(Exception):
+    """A row the step cannot transform, in a migration declared ``on_bad_row="stop"``."""
+
+
+@dataclass
+class RunOptions:
+    """How to run: limits, deadline, workers and where progress goes."""
+
+    deadline: datetime | None = None
+    workers: int = 1
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
+    max_attempts: int = MAX_ATTEMPTS
+    target_seconds: float = batch_size.TARGET_SECONDS
+    initial_batch: int = batch_size.INITIAL_BATCH
+    min_batch: int = batch_size.MIN_BATCH
+    max_batch: int = batch_size.MAX_BATCH
+    slice_keys: int = SLICE_KEYS
+    throttle: bool = True
+    on_progress: Reporter | None = None
+    max_batches: int | None = None  # stop (interrupted) after this many batches: for tests and dry rehearsals
+    environment: str = "dev"  # for the ledger and alerts
+    launched_by: str | None = None  # ledger: "dagster:<run id>"; None means the CLI user
+    run_id: str | None = None
+
+
+@dataclass
+class RunResult:
+    """What a run did: the final status and the numbers the CLI, Dagster metadata and the benchmark show."""
+
+    name: str
+    status: str
+    source_rows: int = 0
+    rows_done: int = 0
+    rows_quarantined: int = 0
+    batches: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    stop_reason: str | None = None
+    batch_seconds: list[float] = field(default_factory=list)
+    batch_rows: list[int] = field(default_factory=list)
+
+    @property
+    def stopped_at_deadline(self) -> bool:
+        """Stopped on purpose before the deadline (both deadline stops in ``_between_batches`` say so)."""
+        return self.status == "interrupted" and "deadline" in (self.stop_reason or "")
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_done / self.seconds if self.seconds > 0 else 0.0
+
+    def metadata(self) -> dict:
+        return {
+            "status": self.status,
+            "source_rows": self.source_rows,
+            "rows_done": self.rows_done,
+            "rows_quarantined": self.rows_quarantined,
+            "batches": self.batches,
+            "retries": self.retries,
+            "seconds": round(self.seconds, 3),
+            "rows_per_s": round(self.rows_per_s, 1),
+            "stop_reason": self.stop_reason or "",
+        }

@@ -1,0 +1,349 @@
+"""The worker: claims slices and walks each batch by batch, one transaction per batch.
+
+Between batches it honours pause/cancel written by other processes, stops before the deadline, backs off while the
+database is unhealthy and resizes the batch towards the target duration. A batch's step, quarantine inserts,
+checkpoint and history row commit together, so a crash at any instant loses nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from datetime import UTC, datetime
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from data_migrations.base import DataMigration, PandasStep, SqlStep
+from data_migrations.engine import batch_size, state
+from data_migrations.engine.health import throttle_reasons
+from data_migrations.engine.options import BadRow, DataMigrationFailed, RunOptions, RunResult
+from data_migrations.engine.progress import Progress
+from data_migrations.engine.retries import backoff_seconds, retry_transient, transient_cause
+from tradedb.core.errors import cause_line
+from tradedb.schema.pending_rows import pending_rows_sql
+from tradedb.schema.state_schema import STATE_SCHEMA
+
+S = STATE_SCHEMA
+log = logging.getLogger("tradedb.data")
+
+THROTTLE_EVERY = 10  # ask the health indicators every this many batches
+THROTTLE_SLEEP = 1.0  # back off this long per unhealthy check
+PAUSE_POLL_SECONDS = 0.5  # how often a paused runner looks for resume/cancel
+
+
+class Worker:
+    """Walks claimed slices batch by batch. Several may run on one migration, in other processes or hosts."""
+
+    def __init__(self, engine: Engine, migration: DataMigration, options: RunOptions, worker_id: str) -> None:
+        self.engine = engine
+        self.m = migration
+        self.options = options
+        self.worker_id = worker_id
+        self.size = options.initial_batch
+        self.recent: list[tuple[int, float]] = []
+        self.batches = 0
+        self.started = time.monotonic()
+        self.rows_this_run = 0
+
+    def run(self, result: RunResult) -> tuple | None:
+        """Process slices until none are left (None) or the run must stop: ``(status, reason)``."""
+        slice_ = None
+        while True:
+            stop = self._bookkeeping(self._between_batches)
+            if stop:
+                return stop
+            if slice_ is None:
+                slice_ = self._bookkeeping(self._claim)
+                if slice_ is None:
+                    return None
+            done, rows, quarantined, seconds, attempts = self._batch_with_retries(slice_)
+            self.batches += 1
+            self.rows_this_run += rows + quarantined
+            result.batches += 1
+            result.retries += attempts - 1
+            result.batch_seconds.append(seconds)
+            result.batch_rows.append(rows + quarantined)
+            self._bookkeeping(lambda: self._report(result))
+            if done:
+                slice_ = None
+
+    def _bookkeeping(self, step):
+        """Run a between-batches step, retrying dropped connections like batches are (nothing to undo there)."""
+        return retry_transient(step, self.options.max_attempts, on_retry=self._count_retry)
+
+    # -- between batches: operator requests, deadline, health, sizing
+
+    def _between_batches(self) -> tuple | None:
+        if self.options.max_batches is not None and self.batches >= self.options.max_batches:
+            return ("interrupted", f"stopped after {self.batches} batches as asked")
+        while True:
+            with self.engine.connect() as conn:
+                status = state.status_of(conn, self.m.name)
+            if status == "cancelled":
+                return ("cancelled", "cancelled by an operator")
+            if status != "paused":
+                break
+            if self._past_deadline(0):
+                return ("interrupted", "deadline reached while paused")
+            time.sleep(PAUSE_POLL_SECONDS)
+        expected = self.options.target_seconds * 2
+        if self._past_deadline(expected):
+            return (
+                "interrupted",
+                f"deadline {self.options.deadline:%Y-%m-%d %H:%M:%S %Z} reached; resumes from the checkpoint",
+            )
+        if self.options.throttle and self.batches and self.batches % THROTTLE_EVERY == 0:
+            self._throttle()
+        return None
+
+    def _past_deadline(self, margin_seconds: float) -> bool:
+        d = self.options.deadline
+        return d is not None and datetime.now(UTC).timestamp() + margin_seconds >= d.timestamp()
+
+    def _throttle(self) -> None:
+        waited = 0.0
+        while True:
+            with self.engine.connect() as conn:
+                reasons = throttle_reasons(conn, self.m.table)
+            if not reasons or self._past_deadline(THROTTLE_SLEEP):
+                return
+            log.info("%s: throttled: %s", self.m.name, "; ".join(reasons))
+            if self.options.on_progress:
+                self.options.on_progress(self._progress(throttled="; ".join(reasons)))
+            time.sleep(THROTTLE_SLEEP)
+            waited += THROTTLE_SLEEP
+            if waited >= 60:
+                return  # do not starve forever; the lock and statement timeouts still protect the app
+
+    # -- claiming
+
+    def _claim(self) -> dict | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text(
+                    f"""UPDATE {S}.data_migration_slices s SET claimed_by = :w, claimed_at = now()
+                        FROM (SELECT name, slice_no FROM {S}.data_migration_slices
+                              WHERE name = :n AND NOT done AND (claimed_by IS NULL OR claimed_by = :w)
+                              ORDER BY slice_no LIMIT 1 FOR UPDATE SKIP LOCKED) pick
+                        WHERE s.name = pick.name AND s.slice_no = pick.slice_no
+                        RETURNING s.slice_no, s.hi"""
+                ),
+                {"n": self.m.name, "w": self.worker_id},
+            ).first()
+        return {"slice_no": row.slice_no, "hi": row.hi} if row else None
+
+    # -- one batch
+
+    def _batch_with_retries(self, slice_: dict) -> tuple[bool, int, int, float, int]:
+        attempt = 0
+        while True:
+            attempt += 1
+            t0 = time.monotonic()
+            try:
+                done, rows, quarantined, span = self._batch(slice_, attempt, t0)
+            except BadRow as exc:
+                self._fail(str(exc))
+            except DBAPIError as exc:
+                cause = transient_cause(exc)
+                if cause is None or attempt >= self.options.max_attempts:
+                    self._fail(
+                        f"data migration {self.m.name} failed on key range after {slice_.get('last_key', '?')} "
+                        f"(batch of {self.size}) after {attempt} attempt(s): {cause_line(exc)}"
+                    )
+                if cause == "timeout":
+                    self.size = batch_size.split(self.size, self.options.min_batch)
+                self._count_retry()
+                delay = backoff_seconds(attempt)
+                log.warning(
+                    "%s: %s on batch; retry %d in %.1fs (batch %d)",
+                    self.m.name,
+                    cause,
+                    attempt,
+                    delay,
+                    self.size,
+                )
+                time.sleep(delay)
+                continue
+            seconds = time.monotonic() - t0
+            self.recent.append((span, seconds))
+            self.size = batch_size.next_batch_size(
+                self.size,
+                self.recent,
+                self.options.target_seconds,
+                self.options.min_batch,
+                self.options.max_batch,
+            )
+            return done, rows, quarantined, seconds, attempt
+
+    def _batch(self, slice_: dict, attempt: int, started: float) -> tuple[bool, int, int, int]:
+        """One batch in one transaction: step, quarantine, checkpoint and history commit together."""
+        m = self.m
+        with self.engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL lock_timeout = {int(self.options.lock_timeout_ms)}"))
+            conn.execute(text(f"SET LOCAL statement_timeout = {int(self.options.statement_timeout_ms)}"))
+            row = conn.execute(
+                text(
+                    f"""SELECT last_key, hi, claimed_by FROM {S}.data_migration_slices
+                        WHERE name = :n AND slice_no = :no FOR UPDATE"""
+                ),
+                {"n": m.name, "no": slice_["slice_no"]},
+            ).one()
+            if row.claimed_by != self.worker_id:
+                return True, 0, 0, 0  # reclaimed by someone else: let go of it
+            lo = row.last_key
+            slice_["last_key"] = lo
+            upper = conn.scalar(
+                text(
+                    f"""SELECT max(k) FROM (SELECT {m.key} AS k FROM {m.table}
+                        WHERE {m.key} > :lo AND {m.key} <= :hi ORDER BY {m.key} LIMIT :size) s"""
+                ),
+                {"lo": lo, "hi": row.hi, "size": self.size},
+            )
+            hi = row.hi if upper is None else upper
+            params = {"lo": lo, "hi": hi}
+            needing = None
+            if isinstance(m.step, SqlStep) and not m.step.rowcount_is_rows:
+                needing = conn.scalar(
+                    text(
+                        pending_rows_sql(m, with_quarantine=True)
+                        + f" AND t.{m.key} > :lo AND t.{m.key} <= :hi"
+                    ),
+                    params,
+                )
+            written, quarantined = self._apply_step(conn, params)
+            done = hi >= row.hi
+            conn.execute(
+                text(
+                    f"""UPDATE {S}.data_migration_slices SET last_key = :hi, done = :done, claimed_at = now()
+                        WHERE name = :n AND slice_no = :no"""
+                ),
+                {"hi": hi, "done": done, "n": m.name, "no": slice_["slice_no"]},
+            )
+            rows = written if needing is None else max(int(needing) - quarantined, 0)
+            conn.execute(
+                text(
+                    f"""UPDATE {S}.data_migration_state SET rows_done = rows_done + :rows,
+                          rows_quarantined = rows_quarantined + :q, batches = batches + 1, batch_size = :size,
+                          updated_at = now() WHERE name = :n"""
+                ),
+                {"rows": rows, "q": quarantined, "size": self.size, "n": m.name},
+            )
+            conn.execute(
+                text(
+                    f"""INSERT INTO {S}.data_migration_batches (name, worker, lo, hi, rows, quarantined, attempts, seconds)
+                        VALUES (:n, :w, :lo, :hi, :rows, :q, :attempts, :secs)"""
+                ),
+                {
+                    "n": m.name,
+                    "w": self.worker_id,
+                    "lo": lo,
+                    "hi": hi,
+                    "rows": rows,
+                    "q": quarantined,
+                    "attempts": attempt,
+                    "secs": time.monotonic() - started,  # up to the commit that follows
+                },
+            )
+        return done, rows, quarantined, max(hi - lo, 1) if upper is None else min(self.size, hi - lo)
+
+    def _apply_step(self, conn: Connection, params: dict) -> tuple[int, int]:
+        """Run the declared step over ``(lo, hi]``; return (rows migrated, rows sent to quarantine)."""
+        step = self.m.step
+        if isinstance(step, SqlStep):
+            rejected = []
+            if step.reject_sql:
+                rejected = [(r.key, r.reason) for r in conn.execute(text(step.reject_sql), params)]
+            q = self._quarantine(conn, rejected)
+            written = conn.execute(text(step.update_sql), params).rowcount
+            return written, q
+        assert isinstance(step, PandasStep)
+        # not pd.read_sql: it wraps driver errors in pandas' DatabaseError, hiding a dropped connection from the retry
+        rows = conn.execute(text(step.read_sql), params)
+        batch = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+        out = step.transform(batch)
+        q = self._quarantine(conn, list(zip(out.rejected["key"], out.rejected["reason"], strict=True)))
+        if len(out.rows):
+            _copy_into_temp(conn, out.rows, step.result_columns)
+            conn.execute(text(step.write_sql))
+        return len(out.rows), q
+
+    def _quarantine(self, conn: Connection, rejected: list[tuple]) -> int:
+        if not rejected:
+            return 0
+        if self.m.on_bad_row == "stop":
+            keys = ", ".join(str(k) for k, _ in rejected[:5])
+            raise BadRow(
+                f"data migration {self.m.name} met {len(rejected)} row(s) it cannot transform "
+                f"(keys {keys}): {rejected[0][1]}"
+            )
+        res = conn.execute(
+            text(
+                f"""INSERT INTO {S}.quarantine (migration, row_key, reason, row_data)
+                    SELECT :n, r.k, r.reason, to_jsonb(t) FROM unnest(CAST(:keys AS bigint[]), CAST(:reasons AS text[]))
+                        AS r(k, reason) JOIN {self.m.table} t ON t.{self.m.key} = r.k
+                    ON CONFLICT (migration, row_key) DO NOTHING"""
+            ),
+            {
+                "n": self.m.name,
+                "keys": [int(k) for k, _ in rejected],
+                "reasons": [str(r) for _, r in rejected],
+            },
+        )
+        return res.rowcount
+
+    # -- bookkeeping
+
+    def _count_retry(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(f"UPDATE {S}.data_migration_state SET retries = retries + 1 WHERE name = :n"),
+                {"n": self.m.name},
+            )
+
+    def _fail(self, reason: str) -> None:
+        with self.engine.begin() as conn:
+            state.transition(conn, self.m.name, "failed", error=reason)
+        raise DataMigrationFailed(reason)
+
+    def _progress(self, throttled: str | None = None) -> Progress:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    f"SELECT source_rows, rows_done, rows_quarantined, retries FROM {S}.data_migration_state WHERE name = :n"
+                ),
+                {"n": self.m.name},
+            ).one()
+        elapsed = time.monotonic() - self.started
+        return Progress(
+            self.m.name,
+            row.rows_done + row.rows_quarantined,
+            row.source_rows,
+            self.rows_this_run / elapsed if elapsed else 0.0,
+            self.size,
+            self.batches,
+            row.retries,
+            throttled,
+        )
+
+    def _report(self, result: RunResult) -> None:
+        if self.options.on_progress:
+            self.options.on_progress(self._progress())
+
+
+def _copy_into_temp(conn: Connection, frame: pd.DataFrame, columns: dict[str, str]) -> None:
+    """COPY a batch's result into ``batch_result`` (dropped at commit), for one set-based write-back."""
+    cols = ", ".join(f"{name} {sqltype}" for name, sqltype in columns.items())
+    conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS batch_result ({cols}) ON COMMIT DROP"))
+    buffer = io.StringIO()
+    frame[list(columns)].to_csv(buffer, index=False, header=False, na_rep="\\N")
+    buffer.seek(0)
+    cursor = conn.connection.dbapi_connection.cursor()
+    cursor.copy_expert(
+        f"COPY batch_result ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer
+    )
+    # without statistics the planner guesses the temp table's size and may join it by scanning the whole target
+    # table once per batch; ANALYZE of a few thousand rows costs milliseconds and keeps the join on the key index
+    cursor.execute("ANALYZE batch_result")

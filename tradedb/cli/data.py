@@ -1,0 +1,190 @@
+"""``tradedb data ...``: list, status, run with a progress bar, pause/resume/cancel, revert, quarantine."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.table import Table
+
+from tradedb import schema
+from tradedb.cli.base import (
+    cli,
+    console,
+    env_option,
+    parse_deadline,
+    print_data_status,
+    resolve_env,
+)
+from tradedb.core.errors import TradeDBError
+
+
+@cli.group()
+def data() -> None:
+    """Batched, checkpointed data migrations."""
+
+
+@data.command("list")
+def data_list() -> None:
+    """List the declared data migrations."""
+    from data_migrations import registry
+
+    contract = {name: r.revision for r in schema.revisions() for name in r.requires_data}
+    table = Table()
+    for column in ("name", "feature", "after", "needed by", "table", "kind", "revert", "on bad row"):
+        table.add_column(column)
+    for m in registry().values():
+        table.add_row(
+            m.name,
+            m.feature,
+            m.after,
+            contract.get(m.name, "-"),
+            m.table,
+            m.kind,
+            "yes" if m.reversible else "no",
+            m.on_bad_row,
+        )
+    console.print(table)
+
+
+@data.command("status")
+@env_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def data_status(env_name: str, as_json: bool) -> None:
+    """Show each data migration's state and rows still pending."""
+    from tradedb.ops.status import data_status as collect
+
+    rows = collect(resolve_env(env_name))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        print_data_status(rows)
+
+
+@data.command("run")
+@env_option
+@click.argument("names", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Run every data migration the schema is ready for.")
+@click.option(
+    "--deadline", help="Stop cleanly before this time (ISO) or after this long (30m); resume later."
+)
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(1, 32), help="Parallel worker processes."
+)
+@click.option("--batch-size", type=click.IntRange(1), help="Pin the batch size (default: adaptive).")
+@click.option("--max-batches", type=int, hidden=True)
+def data_run(
+    env_name: str,
+    names: tuple[str, ...],
+    run_all: bool,
+    deadline: str | None,
+    workers: int,
+    batch_size: int | None,
+    max_batches: int | None,
+) -> None:
+    """Run data migrations to completion with a live progress bar."""
+    from data_migrations import get
+    from data_migrations.engine.position import runnable
+    from tradedb.cli.progress import run_with_progress
+
+    env = resolve_env(env_name)
+    if bool(names) == run_all:
+        raise TradeDBError("name one or more data migrations, or pass --all")
+    selected = runnable(env) if run_all else [get(n).name for n in names]
+    if not selected:
+        console.print("nothing to run: no data migration is pending at this revision")
+        return
+    failed = False
+    for name in selected:
+        result = run_with_progress(
+            env,
+            name,
+            deadline=parse_deadline(deadline),
+            workers=workers,
+            batch_size=batch_size,
+            max_batches=max_batches,
+            console=console,
+        )
+        colour = "green" if result.status == "finished" else "yellow"
+        console.print(
+            f"[{colour}]{result.status}[/] {name}: {result.rows_done} rows migrated, {result.rows_quarantined} "
+            f"quarantined of {result.source_rows}, {result.batches} batches, {result.retries} retries, "
+            f"{result.seconds:.1f}s ({result.rows_per_s:,.0f} rows/s)"
+            + (f" - {result.stop_reason}" if result.stop_reason else "")
+        )
+        failed |= result.status not in ("finished",)
+    if failed:
+        sys.exit(3)
+
+
+OPERATOR_REQUESTS = {  # verb -> (status it requests, help)
+    "pause": ("paused", "Pause a running data migration (its runners wait after their current batch)."),
+    "resume": ("running", "Resume a paused data migration."),
+    "cancel": (
+        "cancelled",
+        "Cancel a data migration; runners stop after their current batch, checkpoints are kept.",
+    ),
+}
+
+
+def _operator_request(verb: str, to: str, help_text: str) -> None:
+    """Register ``tradedb data <verb> NAME``: write the requested status for the runners to see."""
+
+    @data.command(verb, help=help_text)
+    @env_option
+    @click.argument("name")
+    def command(env_name: str, name: str) -> None:
+        from data_migrations import get
+        from data_migrations.engine import state
+        from tradedb.core.db import connect_checked
+
+        migration = get(name)
+        with connect_checked(resolve_env(env_name)) as conn:
+            before = state.request(conn, migration.name, to)
+        console.print(f"{migration.name}: {before} -> {to}")
+
+
+for _verb, (_to, _help) in OPERATOR_REQUESTS.items():
+    _operator_request(_verb, _to, _help)
+
+
+@data.command("revert")
+@env_option
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def data_revert(env_name: str, name: str, yes: bool) -> None:
+    """Undo a reversible data migration (range by range) and forget its state, so it can run again."""
+    from data_migrations import engine, get
+
+    env = resolve_env(env_name)
+    migration = get(name)
+    if not yes:
+        click.confirm(f"revert {migration.name} on {env.name} ({env.safe_url})?", abort=True)
+    ranges = engine.revert(env.url, migration.name, options=engine.RunOptions(environment=env.name))
+    console.print(f"[green]✓[/] reverted {migration.name} on {env.name} in {ranges} range(s)")
+
+
+@data.command("quarantine")
+@env_option
+@click.argument("name")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def data_quarantine(env_name: str, name: str, limit: int, as_json: bool) -> None:
+    """Show rows a data migration could not transform, with the reason and the original row."""
+    from data_migrations import get
+    from data_migrations.engine import state
+    from tradedb.core.db import connect_checked
+
+    migration = get(name)
+    with connect_checked(resolve_env(env_name)) as conn:
+        rows = state.quarantined(conn, migration.name, limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"{migration.name}: {len(rows)} quarantined row(s) shown", title_justify="left")
+    for column in ("key", "reason", "original row"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(str(r["row_key"]), r["reason"], json.dumps(r["row_data"], default=str)[:200])
+    console.print(table)
