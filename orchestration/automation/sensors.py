@@ -19,7 +19,7 @@ from orchestration.automation.jobs import REHEARSE_JOB
 from orchestration.failures import alert_failed_run
 from orchestration.rehearsal.assets import latest_rehearsal
 from tradedb.core import alerts
-from tradedb.ops import rehearsal
+from tradedb.ops import deploy_order
 from tradedb.ops.backup import latest_backup
 
 LONG_RUN_FACTOR = 2.0  # alert when a run takes this many times longer than expected
@@ -37,7 +37,7 @@ REMEMBERED_ALERTS = 200  # run ids kept in the cursor so each long run alerts on
     description="Rehearse on staging whenever the revisions or data migrations in code change.",
 )
 def staging_rehearsal(context: dg.SensorEvaluationContext):
-    fingerprint = rehearsal.fingerprint()
+    fingerprint = deploy_order.fingerprint()
     last = latest_rehearsal(context.instance)
     if last is not None and last.fingerprint == fingerprint:
         return dg.SkipReason(f"staging already rehearsed this code ({fingerprint})")

@@ -15,8 +15,8 @@ from orchestration.resources import RunGuard
 from orchestration.steps import RETRY, core_call, size_and_rows
 from tradedb import schema
 from tradedb.core.errors import DeadlinePassed
+from tradedb.ops.deploy_order import deploy_priority
 from tradedb.ops.pipeline import run_data_migration
-from tradedb.ops.rehearsal import deploy_priority
 
 
 def data_asset(env_name: str, m: DataMigration) -> dg.AssetsDefinition:

@@ -15,8 +15,8 @@ from orchestration.steps import RETRY, core_call, size_and_rows
 from tradedb import schema
 from tradedb.core.errors import TradeDBError
 from tradedb.ops import lint
+from tradedb.ops.deploy_order import deploy_priority
 from tradedb.ops.pipeline import apply_revision
-from tradedb.ops.rehearsal import deploy_priority
 from tradedb.schema import RevisionInfo
 
 

@@ -16,7 +16,8 @@ from tradedb import schema
 from tradedb.core.db import connect_checked
 from tradedb.core.settings import Environment
 from tradedb.ops.backup import latest_backup
-from tradedb.ops.rehearsal import RehearsalReport, Step, deploy_order, estimated_seconds, fingerprint
+from tradedb.ops.deploy_order import Step, deploy_order, fingerprint
+from tradedb.ops.rehearsal import RehearsalReport, estimated_seconds
 from tradedb.schema.pending_rows import count_pending
 
 ONLINE_LOCK_MS = 200.0  # a schema step whose rehearsed ACCESS EXCLUSIVE lock stays under this may run online

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import run_cli
-from tests.helpers import execute, seeded
+from tests.helpers import execute, ledger_entry, seeded
 from tradedb import schema
 from tradedb.core.db import connect_checked
 from tradedb.schema import ledger
@@ -114,16 +114,11 @@ def test_a_ledger_that_cannot_be_written_never_fails_the_migration(env):
 
 def test_ledger_details_never_hold_a_password(env):
     schema.upgrade(env, "0001")
-    entry = ledger.LedgerEntry(
-        kind="override",
-        name="maintenance_window",
-        direction="override",
+    entry = ledger_entry(
+        "override",
+        "maintenance_window",
         environment="production",
         launched_by="cli:test",
-        run_id=None,
-        started_at=ledger.now(),
-        finished_at=ledger.now(),
-        outcome="success",
         detail={
             "reason": "from postgresql://ops:hunter2secret@db/prod",
             "nested": ["password=hunter2secret"],

@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.conftest import run_cli
+from tests.helpers import ledger_entry
 from tradedb.cli.base import parse_time
 from tradedb.core.db import connect_checked
 from tradedb.core.errors import TradeDBError
 from tradedb.ops import report
+from tradedb.ops.report.chart import REPORTS_DIR_VARIABLE
 from tradedb.schema import ledger
 
 BACKFILL = "execution.backfill_trade_notional"
@@ -39,14 +41,12 @@ def record_history(env) -> None:
             started = BASE + offset
             ledger.record(
                 conn,
-                ledger.LedgerEntry(
-                    kind=kind,
-                    name=name,
+                ledger_entry(
+                    kind,
+                    name,
                     direction=direction,
-                    environment="dev",
-                    launched_by="cli:test@host",
                     started_at=started,
-                    finished_at=started + timedelta(seconds=seconds),
+                    seconds=seconds,
                     outcome=outcome,
                     error="boom" if outcome == "failure" else None,
                     db_size_before=before,
@@ -56,14 +56,13 @@ def record_history(env) -> None:
         # another environment's entry in the same ledger (a restored copy) is not this environment's history
         ledger.record(
             conn,
-            ledger.LedgerEntry(
-                kind="schema",
-                name="0003",
-                direction="upgrade",
+            ledger_entry(
+                "schema",
+                "0003",
                 environment="production",
                 launched_by="dagster:r1",
                 started_at=BASE,
-                finished_at=BASE + timedelta(seconds=99),
+                seconds=99,
                 outcome="failure",
                 db_size_after=1,
             ),
@@ -290,7 +289,7 @@ def test_monitoring_asset_plots_steps_and_keeps_one_chart(history, tmp_path, mon
     from orchestration.monitoring.assets import report_asset
 
     monkeypatch.setenv("TRADEDB_DEV_URL", history.url.render_as_string(hide_password=False))
-    monkeypatch.setenv(report.REPORTS_DIR_VARIABLE, str(tmp_path / "reports"))
+    monkeypatch.setenv(REPORTS_DIR_VARIABLE, str(tmp_path / "reports"))
     asset = report_asset("dev")
 
     def materialise() -> dict:
@@ -311,15 +310,12 @@ def test_monitoring_asset_plots_steps_and_keeps_one_chart(history, tmp_path, mon
     with connect_checked(history) as conn:  # a new run between two ticks shows up as a new point
         ledger.record(
             conn,
-            ledger.LedgerEntry(
-                kind="schema",
-                name="0003",
-                direction="upgrade",
-                environment="dev",
+            ledger_entry(
+                "schema",
+                "0003",
                 launched_by="dagster:r2",
                 started_at=BASE + timedelta(days=9, hours=5),
-                finished_at=BASE + timedelta(days=9, hours=5, seconds=8),
-                outcome="success",
+                seconds=8,
             ),
         )
     second = materialise()

@@ -15,21 +15,21 @@ from sqlalchemy import create_engine, text
 from tests.helpers import current, execute, scalar, seeded
 from tradedb import schema
 from tradedb.core.errors import TradeDBError
+from tradedb.core.paths import project_root
 from tradedb.core.settings import Environment
 from tradedb.ops import rehearsal
+from tradedb.ops.deploy_order import FINGERPRINT_CHARS, Step, deploy_order, deploy_priority, fingerprint
 from tradedb.ops.rehearsal import (
     LockSampler,
     Refreshed,
     RehearsalFailed,
     RehearsalReport,
-    Step,
     StepMeasurement,
-    deploy_order,
-    deploy_priority,
     estimated_seconds,
-    fingerprint,
     rehearse,
+    rehearsing,
 )
+from tradedb.ops.rehearsal import refresh as rehearsal_refresh
 from tradedb.ops.sample_data import FIRST_RELEASE
 from tradedb.ops.validate import table_checksums
 from tradedb.schema.locks import LOCK_KEY, MigrationLocked
@@ -90,10 +90,10 @@ def test_full_order_puts_each_data_migration_after_its_revision_and_before_its_c
 
 def test_fingerprint_is_stable_and_changes_when_a_revision_file_changes(tmp_path, monkeypatch):
     before = fingerprint()
-    assert before == fingerprint() and len(before) == rehearsal.FINGERPRINT_CHARS
+    assert before == fingerprint() and len(before) == FINGERPRINT_CHARS
     history = list(schema.revisions())
     copy = tmp_path / "0017.py"
-    shutil.copy(rehearsal.project_root() / history[-1].path, copy)
+    shutil.copy(project_root() / history[-1].path, copy)
     moved = [*history[:-1], replace(history[-1], path=str(copy))]  # an absolute path wins over the root
     monkeypatch.setattr(schema, "revisions", lambda: tuple(moved))
     assert fingerprint() == before  # same bytes, same fingerprint
@@ -377,25 +377,27 @@ def test_same_database_is_asked_of_the_server_not_read_from_the_url(make_databas
     staging, other = make_database("staging"), make_database("production")
     alias = spelled_differently(staging)
     assert url_text(alias) != url_text(staging)
-    assert rehearsal._same_database(alias, staging) and rehearsal._same_database(staging, alias)
-    assert not rehearsal._same_database(other, staging)  # same server, another database
+    assert rehearsal_refresh._same_database(alias, staging) and rehearsal_refresh._same_database(
+        staging, alias
+    )
+    assert not rehearsal_refresh._same_database(other, staging)  # same server, another database
     if socket := staging.url.query.get("host"):  # the socket folder through a symlink
         (tmp_path / "s").symlink_to(socket)
         linked = Environment(
             "production", staging.url.update_query_dict({"host": str(tmp_path / "s")}), False
         )
-        assert rehearsal._same_database(linked, staging)
-    identity = rehearsal._database_identity(staging)
+        assert rehearsal_refresh._same_database(linked, staging)
+    identity = rehearsal_refresh._database_identity(staging)
     assert identity is not None and identity[2] == staging.url.database
 
 
 def test_same_database_falls_back_to_the_url_when_a_server_does_not_answer(make_database):
     staging, other = make_database("staging"), make_database("production")
     silent = Environment("production", staging.url.set(username="no_such_role"), False)
-    assert rehearsal._database_identity(silent) is None
-    assert rehearsal._same_database(silent, staging)  # same host, port and database: refused
+    assert rehearsal_refresh._database_identity(silent) is None
+    assert rehearsal_refresh._same_database(silent, staging)  # same host, port and database: refused
     silent_other = Environment("production", other.url.set(username="no_such_role"), False)
-    assert not rehearsal._same_database(silent_other, staging)
+    assert not rehearsal_refresh._same_database(silent_other, staging)
 
 
 def test_refuses_a_production_url_that_names_staging_another_way(make_database, monkeypatch):
@@ -414,7 +416,7 @@ def test_refuses_a_production_url_that_names_staging_another_way(make_database, 
 def test_re_upgrade_must_reproduce_even_the_tables_a_downgrade_may_change(make_database, monkeypatch):
     """The round trip is judged by ``validate.round_trip_problems``: an exempt table is exempt from the downgrade only."""
     staging = make_database("staging")
-    run_step = rehearsal._Rehearsal.run_step
+    run_step = rehearsing._Rehearsal.run_step
     last = deploy_order(FIRST_RELEASE)[-1]
 
     def run_step_then_touch(self, step, sampler):
@@ -426,7 +428,7 @@ def test_re_upgrade_must_reproduce_even_the_tables_a_downgrade_may_change(make_d
             )
         return measurement
 
-    monkeypatch.setattr(rehearsal._Rehearsal, "run_step", run_step_then_touch)
+    monkeypatch.setattr(rehearsing._Rehearsal, "run_step", run_step_then_touch)
     report = rehearse(staging, refresh=seeded_refresh(staging, rows=100))
     assert "ticker_setups" in report.round_trip_exempt
     assert report.round_trip_differences == ["re-upgrade differs in: ticker_setups"]

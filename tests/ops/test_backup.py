@@ -22,11 +22,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import run_cli
-from tests.helpers import execute, scalar, seeded
+from tests.helpers import execute, ledger_entry, scalar, seeded
 from tradedb.core.db import connect_checked, make_engine
 from tradedb.core.errors import TradeDBError
 from tradedb.core.settings import Environment
 from tradedb.ops import backup
+from tradedb.ops.backup import restoring
 from tradedb.ops.checksums import database_checksums
 from tradedb.schema.locks import MigrationLocked, migration_lock
 
@@ -430,7 +431,7 @@ def test_a_database_error_during_a_restore_is_one_line_and_leaves_the_target_unt
     staging = with_password(seeded(make_database("staging"), rows=50))
     made = backup.take_backup(production, reason="test")
     before = checksums(staging)
-    copy_properties = backup._copy_database_properties
+    copy_properties = restoring.copy_database_properties
 
     def refused(
         admin, source: str, scratch: str
@@ -438,7 +439,7 @@ def test_a_database_error_during_a_restore_is_one_line_and_leaves_the_target_unt
         copy_properties(admin, source, scratch)
         admin.exec_driver_sql(f'GRANT CONNECT ON DATABASE "{scratch}" TO "no such role"')
 
-    monkeypatch.setattr(backup, "_copy_database_properties", refused)
+    monkeypatch.setattr(restoring, "copy_database_properties", refused)
     with pytest.raises(TradeDBError) as caught:
         backup.restore(made, staging)
     message = str(caught.value)
@@ -511,7 +512,7 @@ def test_no_migration_and_no_second_restore_can_start_while_a_restore_runs(make_
     refused: list[str] = []
 
     def meanwhile(copy: Environment) -> None:  # runs in the middle of the restore, before its swap
-        with pytest.raises(MigrationLocked, match=backup.RESTORE_APPLICATION), migrating(env):
+        with pytest.raises(MigrationLocked, match=restoring.RESTORE_APPLICATION), migrating(env):
             pass
         with pytest.raises(backup.RestoreBlocked, match="nothing was changed"):
             backup.restore(made, env)
@@ -685,7 +686,7 @@ def test_a_damaged_dump_is_refused_before_anything_is_touched(
     ) -> None:  # the in-place fallback of a role without CREATEDB has no scratch copy
         raise AssertionError("a damaged dump must be refused before any database is created")
 
-    monkeypatch.setattr(backup, "_create_scratch", no_scratch)
+    monkeypatch.setattr(restoring, "create_scratch", no_scratch)
     with pytest.raises(TradeDBError, match=message):
         backup.restore(made, env, in_place=in_place)
     assert_unchanged(env, before)
@@ -699,15 +700,13 @@ def test_a_restore_from_another_environment_keeps_the_targets_own_ledger(make_da
     production = seeded(make_database("production"))
     staging = seeded(make_database("staging"), rows=50)
     own = backup.take_backup(staging, reason="staging's own")
-    rehearsed = ledger.LedgerEntry(
-        kind="rehearsal",
-        name="0006",
-        direction="rehearse",
+    rehearsed = ledger_entry(
+        "rehearsal",
+        "0006",
         environment="staging",
         launched_by="dagster:run-7",
         started_at=own.taken_at,
-        finished_at=ledger.now(),
-        outcome="success",
+        seconds=(ledger.now() - own.taken_at).total_seconds(),
     )
     with connect_checked(staging) as conn:
         ledger.record(conn, rehearsed)

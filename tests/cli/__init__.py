@@ -1,0 +1,1 @@
+"""Tests of the tradedb command line: outputs, exit codes, bad input."""

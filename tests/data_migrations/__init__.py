@@ -1,0 +1,1 @@
+"""Tests of the data-migration engine and the app's data migrations."""

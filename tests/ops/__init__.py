@@ -1,0 +1,1 @@
+"""Tests of operations: windows, backups, rehearsal, lint, validate, reports."""

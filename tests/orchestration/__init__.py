@@ -1,0 +1,1 @@
+"""Tests of the Dagster code location: definitions, deploys, schedules, sensors, the webserver."""
