@@ -4,7 +4,9 @@ A data migration never loops, commits, sleeps or logs by itself. It says:
 - which table and integer key it walks, and which rows still need it (``pending_where``, over alias ``t``);
 - what one batch over the key range ``(:lo, :hi]`` does, either as set-based SQL (``SqlStep``) or as a pandas
   transform of the batch written back set-based (``PandasStep``);
-- which rows it cannot transform and why (they go to quarantine, never silently skipped);
+- which rows it cannot transform and why (they go to quarantine, never silently skipped; rows the database
+  refuses on write are found by bisection and quarantined with the database's reason), and how many may be set
+  aside before the run stops (``max_quarantined``);
 - how to revert one range (optional) and which invariants hold when it is done.
 
 Every step MUST be idempotent over its range: after a crash the engine may run a range again (its checkpoint is
@@ -61,7 +63,11 @@ class PandasStep:
 
 @dataclass(frozen=True)
 class Invariant:
-    """SQL selecting the rows that violate a rule; the rule holds when it returns nothing."""
+    """SQL selecting the rows that violate a rule; the rule holds when it returns nothing.
+
+    The selection includes the migration's key column (``id``): rows the migration quarantined are left out of the
+    count, since they never got the transformation the rule describes.
+    """
 
     name: str
     violations_sql: str
@@ -83,6 +89,10 @@ class DataMigration:
     revert_sql: str | None = None
     invariants: tuple[Invariant, ...] = ()
     on_bad_row: Literal["quarantine", "stop"] = "quarantine"
+    max_quarantined: int | float | None = None
+    """How many rows may be quarantined in all (a row count, or a share below 1.0 of the rows that needed it) before
+    the run stops: a transform that rejects far more than expected is more likely wrong than the data. None inherits
+    the engine's default (``data_migrations.engine.quarantine``)."""
 
     @property
     def feature(self) -> str:

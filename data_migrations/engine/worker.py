@@ -7,21 +7,21 @@ checkpoint and history row commit together, so a crash at any instant loses noth
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from datetime import UTC, datetime
 
-import pandas as pd
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from data_migrations.base import DataMigration, PandasStep, SqlStep
+from data_migrations.base import DataMigration, SqlStep
 from data_migrations.engine import batch_size, state
 from data_migrations.engine.health import throttle_reasons
 from data_migrations.engine.options import BadRow, DataMigrationFailed, RunOptions, RunResult
 from data_migrations.engine.progress import Progress
+from data_migrations.engine.quarantine import quarantine, require_within_allowance
 from data_migrations.engine.retries import backoff_seconds, retry_transient, transient_cause
+from data_migrations.engine.steps import apply_step
 from tradedb.core.errors import cause_line
 from tradedb.schema.pending_rows import pending_rows_sql
 from tradedb.schema.state_schema import STATE_SCHEMA
@@ -213,7 +213,17 @@ class Worker:
                     ),
                     params,
                 )
-            written, quarantined = self._apply_step(conn, params)
+            applied = apply_step(conn, m, lo, hi)
+            quarantined = quarantine(conn, m, applied.set_aside)
+            if applied.refused:
+                log.warning(
+                    "%s: the database refused %d row(s) in (%s, %s]; quarantined: %s",
+                    m.name,
+                    len(applied.refused),
+                    lo,
+                    hi,
+                    applied.refused[0][1],
+                )
             done = hi >= row.hi
             conn.execute(
                 text(
@@ -222,7 +232,7 @@ class Worker:
                 ),
                 {"hi": hi, "done": done, "n": m.name, "no": slice_["slice_no"]},
             )
-            rows = written if needing is None else max(int(needing) - quarantined, 0)
+            rows = applied.written if needing is None else max(int(needing) - quarantined, 0)
             conn.execute(
                 text(
                     f"""UPDATE {S}.data_migration_state SET rows_done = rows_done + :rows,
@@ -231,6 +241,8 @@ class Worker:
                 ),
                 {"rows": rows, "q": quarantined, "size": self.size, "n": m.name},
             )
+            if quarantined:
+                require_within_allowance(conn, m)
             conn.execute(
                 text(
                     f"""INSERT INTO {S}.data_migration_batches (name, worker, lo, hi, rows, quarantined, attempts, seconds)
@@ -248,51 +260,6 @@ class Worker:
                 },
             )
         return done, rows, quarantined, max(hi - lo, 1) if upper is None else min(self.size, hi - lo)
-
-    def _apply_step(self, conn: Connection, params: dict) -> tuple[int, int]:
-        """Run the declared step over ``(lo, hi]``; return (rows migrated, rows sent to quarantine)."""
-        step = self.m.step
-        if isinstance(step, SqlStep):
-            rejected = []
-            if step.reject_sql:
-                rejected = [(r.key, r.reason) for r in conn.execute(text(step.reject_sql), params)]
-            q = self._quarantine(conn, rejected)
-            written = conn.execute(text(step.update_sql), params).rowcount
-            return written, q
-        assert isinstance(step, PandasStep)
-        # not pd.read_sql: it wraps driver errors in pandas' DatabaseError, hiding a dropped connection from the retry
-        rows = conn.execute(text(step.read_sql), params)
-        batch = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
-        out = step.transform(batch)
-        q = self._quarantine(conn, list(zip(out.rejected["key"], out.rejected["reason"], strict=True)))
-        if len(out.rows):
-            _copy_into_temp(conn, out.rows, step.result_columns)
-            conn.execute(text(step.write_sql))
-        return len(out.rows), q
-
-    def _quarantine(self, conn: Connection, rejected: list[tuple]) -> int:
-        if not rejected:
-            return 0
-        if self.m.on_bad_row == "stop":
-            keys = ", ".join(str(k) for k, _ in rejected[:5])
-            raise BadRow(
-                f"data migration {self.m.name} met {len(rejected)} row(s) it cannot transform "
-                f"(keys {keys}): {rejected[0][1]}"
-            )
-        res = conn.execute(
-            text(
-                f"""INSERT INTO {S}.quarantine (migration, row_key, reason, row_data)
-                    SELECT :n, r.k, r.reason, to_jsonb(t) FROM unnest(CAST(:keys AS bigint[]), CAST(:reasons AS text[]))
-                        AS r(k, reason) JOIN {self.m.table} t ON t.{self.m.key} = r.k
-                    ON CONFLICT (migration, row_key) DO NOTHING"""
-            ),
-            {
-                "n": self.m.name,
-                "keys": [int(k) for k, _ in rejected],
-                "reasons": [str(r) for _, r in rejected],
-            },
-        )
-        return res.rowcount
 
     # -- bookkeeping
 
@@ -331,19 +298,3 @@ class Worker:
     def _report(self, result: RunResult) -> None:
         if self.options.on_progress:
             self.options.on_progress(self._progress())
-
-
-def _copy_into_temp(conn: Connection, frame: pd.DataFrame, columns: dict[str, str]) -> None:
-    """COPY a batch's result into ``batch_result`` (dropped at commit), for one set-based write-back."""
-    cols = ", ".join(f"{name} {sqltype}" for name, sqltype in columns.items())
-    conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS batch_result ({cols}) ON COMMIT DROP"))
-    buffer = io.StringIO()
-    frame[list(columns)].to_csv(buffer, index=False, header=False, na_rep="\\N")
-    buffer.seek(0)
-    cursor = conn.connection.dbapi_connection.cursor()
-    cursor.copy_expert(
-        f"COPY batch_result ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer
-    )
-    # without statistics the planner guesses the temp table's size and may join it by scanning the whole target
-    # table once per batch; ANALYZE of a few thousand rows costs milliseconds and keeps the join on the key index
-    cursor.execute("ANALYZE batch_result")

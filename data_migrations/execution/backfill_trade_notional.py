@@ -1,7 +1,10 @@
 """Backfill ``trades.notional`` = price x quantity for trades written before release 1.3 (TRD-412).
 
 Expand 0008 added the nullable column and the app writes it for new fills; this fills history so contract 0013
-can make it NOT NULL. Pure set-based SQL: every legacy trade has a price and quantity, so nothing is rejected.
+can make it NOT NULL. Pure set-based SQL. A legacy trade whose product does not fit ``numeric(24, 8)`` (a price or
+quantity typed with a few digits too many, years ago) is refused by PostgreSQL (numeric field overflow); the engine
+isolates that trade and quarantines it with the database's reason, and every other trade is backfilled. Contract
+0013 then refuses to make the column NOT NULL until someone decides what such a trade's notional is.
 """
 
 from data_migrations.base import DataMigration, Invariant, SqlStep
@@ -25,5 +28,4 @@ migration = DataMigration(
             "SELECT id, price, quantity, notional FROM trades WHERE notional IS DISTINCT FROM round(price * quantity, 8)",
         ),
     ),
-    on_bad_row="stop",
 )

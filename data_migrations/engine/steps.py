@@ -1,0 +1,119 @@
+"""Applying a declared step to one key range ``(lo, hi]`` inside a batch's transaction.
+
+A SQL step runs its ``reject_sql`` (rows it declares it cannot transform) and its ``update_sql``; a pandas step reads
+the range, transforms it, COPYs the result into a temporary table and runs its set-based ``write_sql``. Either way
+the write goes through ``isolation.write_isolating``, so a row the database refuses is set aside instead of
+failing the batch. What comes back is counted and quarantined by the worker, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import psycopg2
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
+from data_migrations.base import DataMigration, PandasStep, SqlStep
+from data_migrations.engine.isolation import write_isolating
+
+TEMP_TABLE = "batch_result"  # where a pandas step's rows wait for its write_sql (dropped at commit)
+
+
+@dataclass
+class Applied:
+    """What one step did to a range: rows written, rows it rejected itself, rows the database refused."""
+
+    written: int
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    statements: int = 1
+
+    @property
+    def set_aside(self) -> list[tuple[int, str]]:
+        """Every row to quarantine, each with its reason."""
+        return self.rejected + self.refused
+
+
+def apply_step(conn: Connection, m: DataMigration, lo: int, hi: int) -> Applied:
+    """Run ``m``'s step over ``(lo, hi]`` on ``conn`` (the batch's transaction)."""
+    if isinstance(m.step, SqlStep):
+        return _apply_sql(conn, m, m.step, lo, hi)
+    return _apply_pandas(conn, m, m.step, lo, hi)
+
+
+def _apply_sql(conn: Connection, m: DataMigration, step: SqlStep, lo: int, hi: int) -> Applied:
+    rejected = []
+    if step.reject_sql:
+        rejected = [(r.key, r.reason) for r in conn.execute(text(step.reject_sql), {"lo": lo, "hi": hi})]
+    keys: list[int] = []
+
+    def pending_keys() -> list[int]:
+        sql = (
+            f"SELECT t.{m.key} FROM {m.table} t WHERE t.{m.key} > :lo AND t.{m.key} <= :hi "
+            f"AND ({m.pending_where}) ORDER BY t.{m.key}"
+        )
+        keys.extend(conn.scalars(text(sql), {"lo": lo, "hi": hi}))
+        return keys
+
+    def update(a: int, b: int) -> int:
+        bounds = {"lo": keys[a - 1] if a else lo, "hi": keys[b - 1] if b < len(keys) else hi}
+        return conn.execute(text(step.update_sql), bounds).rowcount
+
+    done = write_isolating(
+        conn, lambda: conn.execute(text(step.update_sql), {"lo": lo, "hi": hi}).rowcount, pending_keys, update
+    )
+    return Applied(done.written, rejected, done.refused, done.statements)
+
+
+def _apply_pandas(conn: Connection, m: DataMigration, step: PandasStep, lo: int, hi: int) -> Applied:
+    # not pd.read_sql: it wraps driver errors in pandas' DatabaseError, hiding a dropped connection from the retry
+    result = conn.execute(text(step.read_sql), {"lo": lo, "hi": hi})
+    batch = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    out = step.transform(batch)
+    rejected = list(zip(out.rejected["key"], out.rejected["reason"], strict=True))
+    if not len(out.rows):
+        return Applied(0, rejected)
+    rows = out.rows.sort_values(m.key, kind="stable") if m.key in out.rows else out.rows
+    keys: Sequence[int] = rows[m.key].tolist() if m.key in rows else []
+
+    def write(frame: pd.DataFrame, *, analyze: bool) -> int:
+        copy_into_temp(conn, frame, step.result_columns, analyze=analyze)
+        conn.execute(text(step.write_sql))
+        return len(frame)
+
+    done = write_isolating(
+        conn,
+        lambda: write(rows, analyze=True),
+        lambda: keys,
+        lambda a, b: write(rows.iloc[a:b], analyze=False),
+    )
+    return Applied(done.written, rejected, done.refused, done.statements)
+
+
+def copy_into_temp(conn: Connection, frame: pd.DataFrame, columns: dict[str, str], *, analyze: bool) -> None:
+    """COPY a batch's result into the temporary ``batch_result`` (emptied first), for one set-based write-back.
+
+    Driver errors of the COPY are raised as SQLAlchemy's, like every other statement's, so the retry and the
+    poison-row isolation see them.
+    """
+    cols = ", ".join(f"{name} {sqltype}" for name, sqltype in columns.items())
+    conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {TEMP_TABLE} ({cols}) ON COMMIT DROP"))
+    buffer = io.StringIO()
+    frame[list(columns)].to_csv(buffer, index=False, header=False, na_rep="\\N")
+    buffer.seek(0)
+    copy = f"COPY {TEMP_TABLE} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(f"TRUNCATE {TEMP_TABLE}")
+        cursor.copy_expert(copy, buffer)
+        if analyze:
+            # without statistics the planner guesses the temp table's size and may join it by scanning the whole
+            # target table once per batch; ANALYZE of a few thousand rows costs milliseconds and keeps the join on
+            # the key index
+            cursor.execute(f"ANALYZE {TEMP_TABLE}")
+    except psycopg2.Error as exc:
+        raise DBAPIError.instance(copy, None, exc, psycopg2.Error) from exc

@@ -1,0 +1,311 @@
+"""Poison rows on real PostgreSQL: a row the database refuses is isolated by bisection and quarantined with the
+database's reason; every other row is migrated; the bound stops a run that sets aside too much; a crash during a
+bisection resumes to the same result; the app's own migrations survive the values real tables hold."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from data_migrations import engine, get
+from data_migrations.base import SqlStep
+from data_migrations.checks import quarantine_reconciled
+from data_migrations.engine import DataMigrationFailed, RunOptions
+from data_migrations.engine.isolation import write_isolating
+from tests.conftest import ROOT, run_cli
+from tests.data_migrations import poison
+from tests.helpers import scalar, seeded
+from tradedb import schema
+from tradedb.core.db import connect_checked
+
+BATCH = 100  # rows per batch in these tests: poison rows are placed at its start, middle and end
+
+
+def pinned(size: int = BATCH, **kw) -> RunOptions:
+    return RunOptions(initial_batch=size, min_batch=size, max_batch=size, throttle=False, **kw)
+
+
+def migrated_table(env) -> list[tuple]:
+    with create_engine(env.url).connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    f"SELECT id, amount, doc::text, day, ratio, code_u, migrated FROM {poison.TABLE} ORDER BY id"
+                )
+            )
+        ]
+
+
+def quarantined(env, name: str) -> dict[int, dict]:
+    with create_engine(env.url).connect() as conn:
+        rows = conn.execute(
+            text("SELECT row_key, reason, row_data FROM tradedb_migrations.quarantine WHERE migration = :n"),
+            {"n": name},
+        )
+        return {r.row_key: {"reason": r.reason, "row": r.row_data} for r in rows}
+
+
+# batch 1: poison at its start; batch 2: several kinds in its middle; batch 3: at its end (and one more)
+PLACEMENT = {
+    1 + 1: "json",
+    150: "overflow",
+    151: "date",
+    152: "zero",
+    153: "negative",
+    250: "duplicate",
+    300: "json",
+}
+
+
+@pytest.mark.parametrize("kind", ["sql", "pandas"])
+def test_poison_rows_of_every_sqlstate_are_isolated_and_the_rest_migrated(env, kind):
+    schema.upgrade(env, "0001")
+    placement = {**PLACEMENT, 101: "negative"}  # first row of batch 2
+    if kind == "pandas":
+        placement[200] = "nul"  # a NUL the transform emits: COPY itself refuses it
+    poison.create(env.url, 300, placement)
+    m = poison.MIGRATIONS[kind]
+
+    result = engine.run(env.url, m, pinned())
+
+    assert result.status == "finished", result.stop_reason
+    assert result.rows_quarantined == len(placement) and result.rows_done == 300 - len(placement)
+    assert result.batches == 3  # isolation happens inside the batches: no batch was retried or split
+    set_aside = quarantined(env, m.name)
+    assert set(set_aside) == set(placement)
+    for key, what in placement.items():
+        sqlstate = "22021" if what == "nul" else poison.POISON[what][1]
+        assert set_aside[key]["reason"].startswith(f"the database refused the row: SQLSTATE {sqlstate} "), (
+            key,
+            set_aside[key]["reason"],
+        )
+        assert set_aside[key]["row"]["migrated"] is False and set_aside[key]["row"]["id"] == key
+    rows = {r[0]: r for r in migrated_table(env)}
+    for key, row in rows.items():
+        if key in placement:  # untouched
+            assert row[1:] == (None, None, None, None, None, False), row
+        else:
+            assert row[1:] == (12.5, '{"a": 1}', row[3], 25, f"c{key}", True) and str(row[3]) == "2026-01-02"
+    assert (
+        scalar(
+            env, "SELECT count(*) FROM tradedb_migrations.data_migration_batches WHERE name = :n", n=m.name
+        )
+        == 3
+    )
+
+
+def test_bisection_costs_about_two_log2_statements_per_poison_row(env):
+    """One poison key among 1,024: the whole batch, then two halves per level, not a replay row by row."""
+    keys = list(range(1, 1025))
+    statements = []
+    with create_engine(env.url).begin() as conn:
+        conn.execute(text("CREATE TEMP TABLE t (k bigint PRIMARY KEY CHECK (k <> 777))"))
+
+        def write(a: int, b: int) -> int:
+            statements.append((a, b))
+            return conn.execute(
+                text("INSERT INTO t SELECT generate_series(CAST(:a AS bigint), CAST(:b AS bigint))"),
+                {"a": keys[a], "b": keys[b - 1]},
+            ).rowcount
+
+        done = write_isolating(conn, lambda: write(0, len(keys)), lambda: keys, write)
+        stored = conn.scalar(text("SELECT count(*) FROM t"))
+    assert [k for k, _ in done.refused] == [777] and "SQLSTATE 23514" in done.refused[0][1]
+    assert done.written == stored == 1_023
+    assert done.statements == len(statements) <= 2 * math.ceil(math.log2(len(keys))) + 1
+
+
+def test_errors_that_are_not_about_the_data_keep_failing_clearly(env):
+    schema.upgrade(env, "0001")
+    poison.create(env.url, 50, {})
+    broken = poison.SQL_POISON.__class__(
+        **{
+            **poison.SQL_POISON.__dict__,
+            "name": "common.poison_broken",
+            "step": type(poison.SQL_POISON.step)(
+                update_sql="UPDATE poison SET no_such_column = 1 WHERE id > :lo"
+            ),
+        }
+    )
+    with pytest.raises(DataMigrationFailed, match=r"after 1 attempt\(s\): column \"no_such_column\""):
+        engine.run(env.url, broken, pinned())
+    assert quarantined(env, broken.name) == {}
+
+
+def test_the_bound_stops_a_run_that_sets_aside_too_much(env):
+    schema.upgrade(env, "0001")
+    poison.create(env.url, 300, {i: "negative" for i in range(120, 130)} | {250: "json"})
+    strict = dataclasses.replace(poison.SQL_POISON, max_quarantined=4)
+    with pytest.raises(DataMigrationFailed) as caught:
+        engine.run(env.url, strict, pinned())
+    message = str(caught.value)
+    assert "10 rows quarantined, more than its declared max_quarantined allows (4 of 300)" in message
+    assert "SQLSTATE 23514" in message and "\n" not in message
+    # the batch that crossed the bound was rolled back; the one before it stays migrated
+    assert set(quarantined(env, strict.name)) == set()
+    assert scalar(env, "SELECT count(*) FROM poison WHERE migrated") == BATCH
+    assert (
+        scalar(
+            env, "SELECT status FROM tradedb_migrations.data_migration_state WHERE name = :n", n=strict.name
+        )
+        == "failed"
+    )
+
+    # a share of the rows that still needed it (200 after the first batch): 11 is within 6 %, so it finishes
+    share = dataclasses.replace(poison.SQL_POISON, name="common.poison_share", max_quarantined=0.06)
+    result = engine.run(env.url, share, pinned())
+    assert result.status == "finished" and result.rows_quarantined == 11
+
+
+def test_a_crash_during_a_bisection_resumes_to_the_same_result(make_database):
+    """SIGKILL while the engine is bisecting (held on an advisory lock inside a half), then resume."""
+    reference, crashed = make_database(), make_database()
+    placement = {40: "json", 41: "overflow", 77: "negative", 140: "zero"}
+    gate = (
+        "CREATE FUNCTION gate(lo bigint, hi bigint) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+        "IF hi - lo < 100 THEN PERFORM pg_advisory_xact_lock(4242); END IF; RETURN true; END $$"
+    )
+    for e in (reference, crashed):
+        schema.upgrade(e, "0001")
+        poison.create(e.url, 200, placement)
+        with connect_checked(e) as conn:
+            conn.execute(text(gate))
+    gated = gated_migration()
+    assert engine.run(reference.url, gated, pinned()).status == "finished"
+
+    holder_engine = create_engine(crashed.url, poolclass=NullPool)  # closing it must end the session and its lock
+    holder = holder_engine.connect()
+    holder.execute(text("SELECT pg_advisory_lock(4242)"))
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from tests.data_migrations.test_poison_rows import run_gated; run_gated(sys.argv[2])"
+    )
+    url = crashed.url.render_as_string(hide_password=False)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(ROOT), url], cwd=ROOT)
+    try:
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted"
+        deadline = time.monotonic() + 60
+        while scalar(crashed, waiting) == 0:  # the engine is inside a half of its first bisection
+            assert proc.poll() is None and time.monotonic() < deadline, "the engine never reached a bisection"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        holder.close()
+        holder_engine.dispose()
+    assert scalar(crashed, "SELECT count(*) FROM poison WHERE migrated") == 0  # the batch died with it
+    result = engine.run(crashed.url, gated, pinned())
+    assert result.status == "finished"
+    assert migrated_table(crashed) == migrated_table(reference)
+    assert (
+        quarantined(crashed, gated.name).keys() == quarantined(reference, gated.name).keys() == set(placement)
+    )
+
+
+def gated_migration():
+    """The SQL step with a gate: a range narrower than a batch (a bisection's half) waits on advisory lock 4242."""
+    update = poison.SQL_POISON.step.update_sql.replace("WHERE", "WHERE gate(:lo, :hi) AND", 1)
+    return dataclasses.replace(poison.SQL_POISON, step=SqlStep(update_sql=update))
+
+
+def run_gated(url: str) -> None:
+    """Subprocess entry of the crash test: the gated SQL step, one 100-row batch at a time."""
+    engine.run(url, gated_migration(), pinned(lock_timeout_ms=600_000))
+
+
+# ------------------------------------------------------------------------------------------------ the app's data
+
+
+LEGACY_PAYLOADS = [  # text payloads old producers wrote that Python reads but jsonb refuses
+    '{"px": "nan", "sym": "AAA"}',
+    '{"price": NaN, "symbol": "AAPL"}',
+    '{"price": "Infinity", "symbol": "MSFT"}',
+    '{"symbol": "AAPL", "note": "a\\u0000b"}',
+    '{"symbol": "AAPL", "note": "\\ud800"}',
+    '{"price": 1e400, "symbol": "AAPL"}',
+]
+
+
+def add_legacy_values(env) -> dict[str, list[int]]:
+    """Rows the generator never makes: payloads jsonb refuses, a level too large for numeric(20, 8)."""
+    with connect_checked(env) as conn:
+        events = [
+            conn.scalar(
+                text(
+                    "INSERT INTO events (occurred_at, event_type, source, payload_raw) "
+                    "VALUES (now(), 'legacy.odd', 'bot-2019', :p) RETURNING id"
+                ),
+                {"p": raw},
+            )
+            for raw in LEGACY_PAYLOADS
+        ]
+        setup = conn.scalar(
+            text(
+                "INSERT INTO ticker_setups (setup_id, instrument_id, status, levels) SELECT setup_id, instrument_id, "
+                "status, 'entry=12345678901234;stop=1' FROM ticker_setups LIMIT 1 RETURNING id"
+            )
+        )
+    return {"events": events, "ticker_setups": [setup]}
+
+
+def test_a_deploy_survives_legacy_values_and_check_is_clean(env, tmp_path):
+    seeded(env, rows=2_000)
+    added = add_legacy_values(env)
+    result = run_cli("deploy", env=env, extra={"DAGSTER_HOME": str(tmp_path / "dagster")}, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert schema.current_revision(env) == schema.head()
+    events = quarantined(env, "events.normalise_event_payload")
+    reasons = {key: events[key]["reason"] for key in added["events"]}
+    assert reasons == {
+        added["events"][0]: "price is not a finite number: 'nan'",
+        added["events"][1]: "payload holds NaN, which JSON (and PostgreSQL's jsonb) does not allow",
+        added["events"][2]: "price is not a finite number: 'Infinity'",
+        added["events"][3]: "note holds a NUL character, which PostgreSQL text cannot store",
+        added["events"][4]: "note holds an unpaired surrogate U+D800, which is not valid Unicode",
+        added["events"][5]: "price is inf, which JSON does not allow",
+    }
+    setups = quarantined(env, "setups.parse_ticker_setup_levels")
+    assert setups[added["ticker_setups"][0]]["reason"].startswith(
+        "the database refused the row: SQLSTATE 22003 numeric field overflow"
+    )
+    check = run_cli("check", env=env)
+    assert check.returncode == 0, check.stderr
+    shown = run_cli("data", "quarantine", "setups.parse_ticker_setup_levels", "--json", env=env)
+    assert "SQLSTATE 22003" in shown.stdout
+    with connect_checked(env) as conn:
+        for name in ("events.normalise_event_payload", "setups.parse_ticker_setup_levels"):
+            assert quarantine_reconciled(conn, get(name)).passed
+    with open(os.environ["TRADEDB_ALERT_LOG"]) as log:
+        alerts = [json.loads(line) for line in log]
+    counted = [a["title"] for a in alerts if a["kind"] == "quarantine"]
+    assert any(f"quarantined {len(events)} row(s)" in t for t in counted), counted
+
+
+def test_a_trade_whose_notional_overflows_is_quarantined_and_revert_gives_it_back(env):
+    seeded(env, rows=500, to="0008")
+    with connect_checked(env) as conn:
+        big = conn.scalar(
+            text("UPDATE trades SET price = 99999999999, quantity = 9999999 WHERE id = 7 RETURNING id")
+        )
+        before = dict(conn.execute(text("SELECT * FROM trades WHERE id = 7")).mappings().one())
+    result = engine.run(env.url, "execution.backfill_trade_notional", pinned(200))
+    assert result.status == "finished" and result.rows_quarantined == 1
+    (reason,) = [q["reason"] for q in quarantined(env, "execution.backfill_trade_notional").values()]
+    assert reason.startswith("the database refused the row: SQLSTATE 22003 numeric field overflow")
+    assert "precision 24, scale 8" in reason
+    assert scalar(env, "SELECT count(*) FROM trades WHERE notional IS NULL") == 1
+    engine.revert(env.url, "execution.backfill_trade_notional")
+    with connect_checked(env) as conn:
+        after = dict(conn.execute(text("SELECT * FROM trades WHERE id = :i"), {"i": big}).mappings().one())
+    assert after == before
