@@ -159,12 +159,11 @@ def _coordinate(engine: Engine, m: DataMigration, options: RunOptions) -> RunRes
         state.transition(conn, m.name, "running")
         plan_slices(conn, m, options.slice_keys)
     with engine.connect() as conn:
-        source = int(
-            conn.scalar(
-                text(f"SELECT source_rows FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name}
-            )
-        )
-    result = RunResult(m.name, "running", source_rows=source)
+        source, throttled_before = conn.execute(
+            text(f"SELECT source_rows, throttled_seconds FROM {S}.data_migration_state WHERE name = :n"),
+            {"n": m.name},
+        ).one()
+    result = RunResult(m.name, "running", source_rows=source, throttled_seconds=-throttled_before)
     while True:
         if options.workers <= 1:
             outcome = Worker(engine, m, options, worker_id=f"{socket.gethostname()}:{os.getpid()}:0").run(
@@ -192,6 +191,9 @@ def _finish(
         )
         result.source_rows, result.rows_done = row["source_rows"], row["rows_done"]
         result.rows_quarantined, result.retries = row["rows_quarantined"], row["retries"]
+        result.throttled_seconds += row[
+            "throttled_seconds"
+        ]  # it started as minus the state's total before this run
         conn.execute(
             text(
                 f"UPDATE {S}.data_migration_state SET seconds_running = seconds_running + :s WHERE name = :n"

@@ -6,10 +6,11 @@ does unless told otherwise.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from data_migrations.engine import batch_size
+from data_migrations.engine import batch_size, health
 from data_migrations.engine.progress import Reporter
 from tradedb.core.errors import TradeDBError
 
@@ -17,6 +18,14 @@ LOCK_TIMEOUT_MS = 2_000  # a batch waits at most this long for a row/table lock,
 STATEMENT_TIMEOUT_MS = 30_000  # a batch statement running longer than this is cancelled and the batch halved
 MAX_ATTEMPTS = 5  # attempts per batch before the run fails
 SLICE_KEYS = 250_000  # key span of one slice: the unit workers claim
+MAX_PAUSE_SECONDS = 30.0  # one throttle wait lasts at most this long; then a warning, and the run goes on
+VACUUM_VARIABLE = (
+    "TRADEDB_DATA_VACUUM"  # "0" stops the engine from vacuuming a table itself (it paces instead)
+)
+
+
+def vacuum_by_default() -> bool:
+    return os.environ.get(VACUUM_VARIABLE, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 class DataMigrationFailed(TradeDBError):
@@ -24,7 +33,8 @@ class DataMigrationFailed(TradeDBError):
 
 
 class BadRow(Exception):
-    """A row the step cannot transform, in a migration declared ``on_bad_row="stop"``."""
+    """The run must stop because of the data: a bad row in a migration declared ``on_bad_row="stop"``, or more
+    quarantined rows than ``max_quarantined`` allows. Never retried."""
 
 
 @dataclass
@@ -42,6 +52,11 @@ class RunOptions:
     max_batch: int = batch_size.MAX_BATCH
     slice_keys: int = SLICE_KEYS
     throttle: bool = True
+    vacuum: bool = field(default_factory=vacuum_by_default)
+    """Vacuum the table itself when its dead tuples are this run's own (else pace); see ``engine.throttle``."""
+    max_pause_seconds: float = MAX_PAUSE_SECONDS
+    dead_tuple_ratio: float = health.DEAD_TUPLE_RATIO
+    min_dead_tuples: int = health.MIN_DEAD_TUPLES
     on_progress: Reporter | None = None
     max_batches: int | None = None  # stop (interrupted) after this many batches: for tests and dry rehearsals
     environment: str = "dev"  # for the ledger and alerts
@@ -61,6 +76,7 @@ class RunResult:
     batches: int = 0
     retries: int = 0
     seconds: float = 0.0
+    throttled_seconds: float = 0.0
     stop_reason: str | None = None
     batch_seconds: list[float] = field(default_factory=list)
     batch_rows: list[int] = field(default_factory=list)
@@ -83,6 +99,7 @@ class RunResult:
             "batches": self.batches,
             "retries": self.retries,
             "seconds": round(self.seconds, 3),
+            "throttled_seconds": round(self.throttled_seconds, 3),
             "rows_per_s": round(self.rows_per_s, 1),
             "stop_reason": self.stop_reason or "",
         }

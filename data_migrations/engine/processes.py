@@ -19,7 +19,7 @@ from data_migrations import get
 from data_migrations.base import DataMigration
 from data_migrations.engine.lock import APPLICATION_PREFIX
 from data_migrations.engine.options import RunOptions, RunResult
-from data_migrations.engine.progress import Progress
+from data_migrations.engine.progress import Progress, RateWindow
 from data_migrations.engine.worker import Worker
 from tradedb.core.errors import TradeDBError
 from tradedb.schema.state_schema import STATE_SCHEMA
@@ -41,11 +41,11 @@ def run_worker_processes(
     ]
     for p in procs:
         p.start()
-    started = time.monotonic()
+    rate = RateWindow()
     while any(p.is_alive() for p in procs):
         time.sleep(0.5)
         if options.on_progress:
-            options.on_progress(_progress_from_state(engine, m, time.monotonic() - started, result.rows_done))
+            options.on_progress(_progress_from_state(engine, m, rate))
     for p in procs:
         p.join()
     results = []
@@ -74,7 +74,7 @@ def _worker_main(url: URL, name: str, options: RunOptions, index: int, outcomes)
         engine.dispose()
 
 
-def _progress_from_state(engine: Engine, m: DataMigration, elapsed: float, done_before: int) -> Progress:
+def _progress_from_state(engine: Engine, m: DataMigration, rate: RateWindow) -> Progress:
     with engine.connect() as conn:
         row = (
             conn.execute(text(f"SELECT * FROM {S}.data_migration_state WHERE name = :n"), {"n": m.name})
@@ -86,8 +86,9 @@ def _progress_from_state(engine: Engine, m: DataMigration, elapsed: float, done_
         m.name,
         done,
         row["source_rows"],
-        (done - done_before) / elapsed if elapsed else 0.0,
+        rate.add(done),
         row["batch_size"] or 0,
         row["batches"],
         row["retries"],
+        throttled_seconds=row["throttled_seconds"],
     )

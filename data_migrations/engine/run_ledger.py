@@ -91,7 +91,12 @@ def _close(engine: Engine, record: RunRecord) -> None:
     new_quarantined = max(0, quarantined - record.quarantined_before)
     entry.detail = {"rows_quarantined": new_quarantined, "status": getattr(record.result, "status", "error")}
     if record.result is not None:
-        entry.detail.update(batches=record.result.batches, retries=record.result.retries)
+        entry.detail.update(
+            batches=record.result.batches,
+            retries=record.result.retries,
+            seconds=round(record.result.seconds, 3),
+            throttled_seconds=round(record.result.throttled_seconds, 3),
+        )
     ledger.record_apart(engine, entry)
     if new_quarantined:
         alerts.send(

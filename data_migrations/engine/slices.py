@@ -35,7 +35,7 @@ def plan_slices(conn: Connection, m: DataMigration, slice_keys: int) -> None:
             f"""UPDATE {S}.data_migration_state SET rows_done = 0, batches = 0, retries = 0, max_key = :hi,
                   rows_quarantined = (SELECT count(*) FROM {S}.quarantine WHERE migration = :n),
                   source_rows = :src + (SELECT count(*) FROM {S}.quarantine WHERE migration = :n),
-                  seconds_running = 0 WHERE name = :n"""
+                  seconds_running = 0, throttled_seconds = 0 WHERE name = :n"""
         ),
         {"n": m.name, "src": source, "hi": hi},
     )

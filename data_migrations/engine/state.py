@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS {S}.data_migration_state (
     seconds_running double precision NOT NULL DEFAULT 0,
     error text
 );
+ALTER TABLE {S}.data_migration_state ADD COLUMN IF NOT EXISTS throttled_seconds double precision NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS {S}.data_migration_slices (
     name text NOT NULL,
     slice_no integer NOT NULL,
@@ -89,8 +90,20 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 
 
 def ensure_schema(conn: Connection) -> None:
-    """Create the state schema if missing (idempotent; our own schema, not the app's Alembic history)."""
-    conn.execute(text(DDL))
+    """Create the state schema, or bring it up to date, unless it already is (our own schema, not Alembic's).
+
+    Checked first, because even ``CREATE SCHEMA IF NOT EXISTS`` needs the CREATE privilege on the database, which
+    a production migrator role that only reads and writes its tables does not have.
+    """
+    current = conn.scalar(
+        text(
+            """SELECT count(*) = 1 FROM information_schema.columns WHERE table_schema = :s
+               AND table_name = 'data_migration_state' AND column_name = 'throttled_seconds'"""
+        ),
+        {"s": S},
+    )
+    if not (current and has_state_table(conn, "data_migration_batches")):
+        conn.execute(text(DDL))
 
 
 def status_of(conn: Connection, name: str, *, lock: bool = False) -> str:

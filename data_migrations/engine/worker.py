@@ -16,12 +16,12 @@ from sqlalchemy.exc import DBAPIError
 
 from data_migrations.base import DataMigration, SqlStep
 from data_migrations.engine import batch_size, state
-from data_migrations.engine.health import throttle_reasons
 from data_migrations.engine.options import BadRow, DataMigrationFailed, RunOptions, RunResult
-from data_migrations.engine.progress import Progress
+from data_migrations.engine.progress import Progress, RateWindow
 from data_migrations.engine.quarantine import quarantine, require_within_allowance
 from data_migrations.engine.retries import backoff_seconds, retry_transient, transient_cause
 from data_migrations.engine.steps import apply_step
+from data_migrations.engine.throttle import Throttle
 from tradedb.core.errors import cause_line
 from tradedb.schema.pending_rows import pending_rows_sql
 from tradedb.schema.state_schema import STATE_SCHEMA
@@ -29,8 +29,6 @@ from tradedb.schema.state_schema import STATE_SCHEMA
 S = STATE_SCHEMA
 log = logging.getLogger("tradedb.data")
 
-THROTTLE_EVERY = 10  # ask the health indicators every this many batches
-THROTTLE_SLEEP = 1.0  # back off this long per unhealthy check
 PAUSE_POLL_SECONDS = 0.5  # how often a paused runner looks for resume/cancel
 
 
@@ -47,9 +45,19 @@ class Worker:
         self.batches = 0
         self.started = time.monotonic()
         self.rows_this_run = 0
+        self.rate = RateWindow()
+        self.rate.add(0)
+        self.throttle = Throttle(engine, migration, options, on_wait=self._report_wait)
+        self._recorded_throttle = 0.0  # of throttle.seconds, the part already added to the state row
 
     def run(self, result: RunResult) -> tuple | None:
         """Process slices until none are left (None) or the run must stop: ``(status, reason)``."""
+        try:
+            return self._walk(result)
+        finally:
+            self.throttle.close()
+
+    def _walk(self, result: RunResult) -> tuple | None:
         slice_ = None
         while True:
             stop = self._bookkeeping(self._between_batches)
@@ -62,6 +70,7 @@ class Worker:
             done, rows, quarantined, seconds, attempts = self._batch_with_retries(slice_)
             self.batches += 1
             self.rows_this_run += rows + quarantined
+            self.throttle.count(rows)
             result.batches += 1
             result.retries += attempts - 1
             result.batch_seconds.append(seconds)
@@ -95,28 +104,35 @@ class Worker:
                 "interrupted",
                 f"deadline {self.options.deadline:%Y-%m-%d %H:%M:%S %Z} reached; resumes from the checkpoint",
             )
-        if self.options.throttle and self.batches and self.batches % THROTTLE_EVERY == 0:
-            self._throttle()
+        if self.throttle.due():
+            self.size = self.throttle.check(self.size, self._time_left)
+            self._record_throttled()
         return None
 
     def _past_deadline(self, margin_seconds: float) -> bool:
-        d = self.options.deadline
-        return d is not None and datetime.now(UTC).timestamp() + margin_seconds >= d.timestamp()
+        return self._time_left() <= margin_seconds
 
-    def _throttle(self) -> None:
-        waited = 0.0
-        while True:
-            with self.engine.connect() as conn:
-                reasons = throttle_reasons(conn, self.m.table)
-            if not reasons or self._past_deadline(THROTTLE_SLEEP):
-                return
-            log.info("%s: throttled: %s", self.m.name, "; ".join(reasons))
-            if self.options.on_progress:
-                self.options.on_progress(self._progress(throttled="; ".join(reasons)))
-            time.sleep(THROTTLE_SLEEP)
-            waited += THROTTLE_SLEEP
-            if waited >= 60:
-                return  # do not starve forever; the lock and statement timeouts still protect the app
+    def _time_left(self) -> float:
+        d = self.options.deadline
+        return float("inf") if d is None else d.timestamp() - datetime.now(UTC).timestamp()
+
+    def _record_throttled(self) -> None:
+        """Add new held-back time to the state row, where every worker's adds up for the result and the ledger."""
+        seconds = self.throttle.seconds - self._recorded_throttle
+        if seconds <= 0:
+            return
+        self._recorded_throttle = self.throttle.seconds
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"UPDATE {S}.data_migration_state SET throttled_seconds = throttled_seconds + :s WHERE name = :n"
+                ),
+                {"s": seconds, "n": self.m.name},
+            )
+
+    def _report_wait(self, reason: str, held: float) -> None:
+        if self.options.on_progress:
+            self.options.on_progress(self._progress(throttled=reason, throttled_for=held))
 
     # -- claiming
 
@@ -275,24 +291,26 @@ class Worker:
             state.transition(conn, self.m.name, "failed", error=reason)
         raise DataMigrationFailed(reason)
 
-    def _progress(self, throttled: str | None = None) -> Progress:
+    def _progress(self, throttled: str | None = None, throttled_for: float = 0.0) -> Progress:
         with self.engine.connect() as conn:
             row = conn.execute(
                 text(
-                    f"SELECT source_rows, rows_done, rows_quarantined, retries FROM {S}.data_migration_state WHERE name = :n"
+                    f"""SELECT source_rows, rows_done, rows_quarantined, retries, throttled_seconds
+                        FROM {S}.data_migration_state WHERE name = :n"""
                 ),
                 {"n": self.m.name},
             ).one()
-        elapsed = time.monotonic() - self.started
         return Progress(
             self.m.name,
             row.rows_done + row.rows_quarantined,
             row.source_rows,
-            self.rows_this_run / elapsed if elapsed else 0.0,
+            self.rate.add(self.rows_this_run),
             self.size,
             self.batches,
             row.retries,
             throttled,
+            throttled_for,
+            row.throttled_seconds + self.throttle.seconds - self._recorded_throttle,
         )
 
     def _report(self, result: RunResult) -> None:

@@ -31,7 +31,9 @@ def _check_text(value: str, where: str) -> None:
         raise ValueError(f"{where} holds a NUL character, which PostgreSQL text cannot store")
     surrogate = next((c for c in value if "\ud800" <= c <= "\udfff"), None)
     if surrogate is not None:
-        raise ValueError(f"{where} holds an unpaired surrogate U+{ord(surrogate):04X}, which is not valid Unicode")
+        raise ValueError(
+            f"{where} holds an unpaired surrogate U+{ord(surrogate):04X}, which is not valid Unicode"
+        )
 
 
 def _check_values(value: object, where: str = "payload") -> None:

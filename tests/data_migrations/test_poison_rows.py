@@ -184,7 +184,9 @@ def test_a_crash_during_a_bisection_resumes_to_the_same_result(make_database):
     gated = gated_migration()
     assert engine.run(reference.url, gated, pinned()).status == "finished"
 
-    holder_engine = create_engine(crashed.url, poolclass=NullPool)  # closing it must end the session and its lock
+    holder_engine = create_engine(
+        crashed.url, poolclass=NullPool
+    )  # closing it must end the session and its lock
     holder = holder_engine.connect()
     holder.execute(text("SELECT pg_advisory_lock(4242)"))
     script = (

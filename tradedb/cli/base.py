@@ -45,12 +45,19 @@ def print_data_status(rows: list[dict]) -> None:
     if not rows:
         return
     table = Table(title="data migrations", title_justify="left")
-    for column in ("name", "after", "status", "done", "quarantined", "pending rows"):
+    for column in ("name", "after", "status", "done", "quarantined", "pending rows", "seconds", "throttled s"):
         table.add_column(column)
     for r in rows:
         pending = "-" if r["pending_rows"] is None else str(r["pending_rows"])
         table.add_row(
-            r["name"], r["after"], r["status"], str(r["rows_done"]), str(r["rows_quarantined"]), pending
+            r["name"],
+            r["after"],
+            r["status"],
+            str(r["rows_done"]),
+            str(r["rows_quarantined"]),
+            pending,
+            f"{r['seconds']:.1f}",
+            f"{r['throttled_seconds']:.1f}",
         )
     console.print(table)
 

@@ -42,7 +42,7 @@ def run_with_progress(
                 completed=p.rows_done,
                 rate=p.rows_per_s,
                 batch=p.batch_size,
-                note=f"throttled: {p.throttled}" if p.throttled else "",
+                note=f"throttled for {p.throttled_for:.0f}s: {p.throttled}" if p.throttled else "",
             )
 
         options = RunOptions(

@@ -76,6 +76,8 @@ def data_status(env: Environment) -> list[dict]:
                     "source_rows": row.get("source_rows", 0),
                     "batches": row.get("batches", 0),
                     "retries": row.get("retries", 0),
+                    "seconds": round(row.get("seconds_running", 0.0), 3),
+                    "throttled_seconds": round(row.get("throttled_seconds", 0.0), 3),
                     "pending_rows": pending,
                     "error": row.get("error"),
                     "updated_at": row.get("updated_at"),
