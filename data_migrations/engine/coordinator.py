@@ -17,6 +17,7 @@ How a run goes:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -35,8 +36,8 @@ from data_migrations.engine.options import (
     RunOptions,
     RunResult,
 )
+from data_migrations.engine.parallel import run_workers
 from data_migrations.engine.position import check_schema_position
-from data_migrations.engine.processes import run_worker_processes
 from data_migrations.engine.retries import retry_transient
 from data_migrations.engine.slices import extend_slices_in_txn, plan_slices
 from data_migrations.engine.worker import Worker
@@ -57,7 +58,7 @@ def run(
     engine, own = _engine(url_or_engine)
     try:
         with engine.connect() as lock_conn:
-            take_lock(lock_conn, migration)
+            options = dataclasses.replace(options, lock_pid=take_lock(lock_conn, migration))
             with run_ledger.recorded(engine, migration, "run", options) as entry:
                 try:
                     result = _coordinate(engine, migration, options)
@@ -157,20 +158,22 @@ def _coordinate(engine: Engine, m: DataMigration, options: RunOptions) -> RunRes
         if current == "running":  # we hold its lock, so whoever set it running is gone
             state.transition(conn, m.name, "interrupted", error="previous runner died")
         state.transition(conn, m.name, "running")
-        plan_slices(conn, m, options.slice_keys)
+        workers = plan_slices(conn, m, options.workers, options.slice_keys)
     with engine.connect() as conn:
         source, throttled_before = conn.execute(
             text(f"SELECT source_rows, throttled_seconds FROM {S}.data_migration_state WHERE name = :n"),
             {"n": m.name},
         ).one()
-    result = RunResult(m.name, "running", source_rows=source, throttled_seconds=-throttled_before)
+    result = RunResult(
+        m.name, "running", source_rows=source, throttled_seconds=-throttled_before, workers=workers
+    )
     while True:
-        if options.workers <= 1:
+        if workers <= 1:
             outcome = Worker(engine, m, options, worker_id=f"{socket.gethostname()}:{os.getpid()}:0").run(
                 result
             )
         else:
-            outcome = run_worker_processes(engine, m, options, result)
+            outcome = run_workers(engine, m, options, result, workers)
         if outcome is not None:
             return retry_transient(lambda outcome=outcome: _finish(engine, m, result, outcome, started))
         if not retry_transient(lambda: extend_slices_in_txn(engine, m, options.slice_keys)):
@@ -213,6 +216,15 @@ def _finish(
             raise DataMigrationFailed(f"data migration {m.name} failed its completeness check: {reason}")
         state.transition(conn, m.name, "finished")
         result.status = "finished"
+        if row["source_estimated"]:  # now it is known: the rows done and set aside are what needed it
+            result.source_rows = result.rows_done + result.rows_quarantined
+            conn.execute(
+                text(
+                    f"""UPDATE {S}.data_migration_state SET source_rows = :src, source_estimated = false
+                        WHERE name = :n"""
+                ),
+                {"n": m.name, "src": result.source_rows},
+            )
     if result.rows_done + result.rows_quarantined != result.source_rows:
         log.warning(
             "%s: done %d + quarantined %d != %d rows that needed it at the start (rows changed meanwhile)",

@@ -7,8 +7,10 @@ does unless told otherwise.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from data_migrations.engine import batch_size, health
 from data_migrations.engine.progress import Reporter
@@ -17,7 +19,13 @@ from tradedb.core.errors import TradeDBError
 LOCK_TIMEOUT_MS = 2_000  # a batch waits at most this long for a row/table lock, then retries later
 STATEMENT_TIMEOUT_MS = 30_000  # a batch statement running longer than this is cancelled and the batch halved
 MAX_ATTEMPTS = 5  # attempts per batch before the run fails
-SLICE_KEYS = 250_000  # key span of one slice: the unit workers claim
+SLICE_KEYS = (
+    250_000  # key span of one slice: the unit workers claim (fewer keys when several workers share a run)
+)
+AUTO_PARALLEL_MIN_ROWS = (
+    100_000  # --workers auto runs one worker below this many pending rows (nothing to gain)
+)
+MAX_AUTO_WORKERS = 4  # --workers auto never runs more workers than this, nor more than the machine's cores
 MAX_PAUSE_SECONDS = 30.0  # one throttle wait lasts at most this long; then a warning, and the run goes on
 VACUUM_VARIABLE = (
     "TRADEDB_DATA_VACUUM"  # "0" stops the engine from vacuuming a table itself (it paces instead)
@@ -42,7 +50,10 @@ class RunOptions:
     """How to run: limits, deadline, workers and where progress goes."""
 
     deadline: datetime | None = None
-    workers: int = 1
+    workers: int | Literal["auto"] = "auto"
+    """Workers walking slices at once: threads for SQL steps (the database does the work), processes for pandas
+    steps (the transform needs a core of its own). ``auto``: one below ``AUTO_PARALLEL_MIN_ROWS`` pending rows,
+    else one per core up to ``MAX_AUTO_WORKERS``."""
     lock_timeout_ms: int = LOCK_TIMEOUT_MS
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
     max_attempts: int = MAX_ATTEMPTS
@@ -62,6 +73,17 @@ class RunOptions:
     environment: str = "dev"  # for the ledger and alerts
     launched_by: str | None = None  # ledger: "dagster:<run id>"; None means the CLI user
     run_id: str | None = None
+    lock_pid: int | None = None
+    """Backend pid holding the migration's advisory lock (set by the engine): workers stop when it is gone."""
+
+
+def resolve_workers(requested: int | str, pending_rows: int) -> int:
+    """How many workers a run gets: ``requested``, or for ``auto`` what the rows and the machine make worth it."""
+    if requested != "auto":
+        return max(1, int(requested))
+    if pending_rows < AUTO_PARALLEL_MIN_ROWS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
 
 
 @dataclass
@@ -80,6 +102,24 @@ class RunResult:
     stop_reason: str | None = None
     batch_seconds: list[float] = field(default_factory=list)
     batch_rows: list[int] = field(default_factory=list)
+    workers: int = 1
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add_batch(self, seconds: float, rows: int, attempts: int) -> None:
+        """Count one batch (worker threads share one result)."""
+        with self._lock:
+            self.batches += 1
+            self.retries += attempts - 1
+            self.batch_seconds.append(seconds)
+            self.batch_rows.append(rows)
+
+    @property
+    def outside_batch_seconds(self) -> float:
+        """Wall time not spent in a batch: planning, counts, state writes, checkpoints, throttling, waiting.
+
+        With several workers, the batch time is shared out: wall time minus batch time over the workers.
+        """
+        return max(0.0, self.seconds - sum(self.batch_seconds) / max(self.workers, 1))
 
     @property
     def stopped_at_deadline(self) -> bool:
@@ -100,6 +140,8 @@ class RunResult:
             "retries": self.retries,
             "seconds": round(self.seconds, 3),
             "throttled_seconds": round(self.throttled_seconds, 3),
+            "outside_batch_seconds": round(self.outside_batch_seconds, 3),
+            "workers": self.workers,
             "rows_per_s": round(self.rows_per_s, 1),
             "stop_reason": self.stop_reason or "",
         }

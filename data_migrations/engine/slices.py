@@ -6,17 +6,27 @@ version still writing legacy rows) get new slices at the end, so nothing written
 
 from __future__ import annotations
 
+import math
+
 from sqlalchemy import Connection, Engine, text
 
 from data_migrations.base import DataMigration
-from tradedb.schema.pending_rows import count_pending, pending_rows_sql
+from data_migrations.engine.options import resolve_workers
+from tradedb.schema.pending_rows import estimate_pending, pending_rows_sql
 from tradedb.schema.state_schema import STATE_SCHEMA
 
 S = STATE_SCHEMA
+SLICES_PER_WORKER = 4  # with several workers, cut about this many slices per worker
 
 
-def plan_slices(conn: Connection, m: DataMigration, slice_keys: int) -> None:
-    """Cut the key space into slices unless undone slices already exist (then this run resumes them)."""
+def plan_slices(conn: Connection, m: DataMigration, requested_workers: int | str, slice_keys: int) -> int:
+    """Cut the key space into slices unless undone slices already exist (then this run resumes them); return how
+    many workers the run gets.
+
+    The pending rows are estimated, not counted, on a big table (``estimate_pending``): the number sizes the
+    workers and the progress bar, and the run's end proves completeness exactly. With several workers the slices
+    get smaller, ``SLICES_PER_WORKER`` each, so no worker is left walking the last big slice alone.
+    """
     conn.execute(
         text(f"UPDATE {S}.data_migration_slices SET claimed_by = NULL WHERE name = :n"), {"n": m.name}
     )
@@ -24,36 +34,48 @@ def plan_slices(conn: Connection, m: DataMigration, slice_keys: int) -> None:
         text(f"SELECT count(*) FROM {S}.data_migration_slices WHERE name = :n AND NOT done"), {"n": m.name}
     )
     if undone:
-        return
+        left = conn.scalar(
+            text(
+                f"""SELECT greatest(source_rows - rows_done - rows_quarantined, 0)
+                    FROM {S}.data_migration_state WHERE name = :n"""
+            ),
+            {"n": m.name},
+        )
+        return resolve_workers(requested_workers, int(left or 0))
     lo, hi = conn.execute(text(f"SELECT min({m.key}), max({m.key}) FROM {m.table}")).one()
-    source = count_pending(conn, m)
+    source, exact = estimate_pending(conn, m)
     if lo is None or source == 0:
-        return  # nothing needs it: keep the tallies of the run that did the work
+        return 1  # nothing needs it: keep the tallies of the run that did the work
+    workers = resolve_workers(requested_workers, source)
+    if workers > 1:
+        slice_keys = min(slice_keys, max(1, math.ceil((hi - lo + 1) / (workers * SLICES_PER_WORKER))))
     conn.execute(text(f"DELETE FROM {S}.data_migration_slices WHERE name = :n"), {"n": m.name})
     conn.execute(
         text(
             f"""UPDATE {S}.data_migration_state SET rows_done = 0, batches = 0, retries = 0, max_key = :hi,
                   rows_quarantined = (SELECT count(*) FROM {S}.quarantine WHERE migration = :n),
                   source_rows = :src + (SELECT count(*) FROM {S}.quarantine WHERE migration = :n),
-                  seconds_running = 0, throttled_seconds = 0 WHERE name = :n"""
+                  source_estimated = :estimated, seconds_running = 0, throttled_seconds = 0 WHERE name = :n"""
         ),
-        {"n": m.name, "src": source, "hi": hi},
+        {"n": m.name, "src": source, "hi": hi, "estimated": not exact},
     )
     _insert_slices(conn, m, lo - 1, hi, first_no=0, slice_keys=slice_keys)
+    return workers
 
 
 def _insert_slices(
     conn: Connection, m: DataMigration, start: int, end: int, first_no: int, slice_keys: int
 ) -> None:
-    bounds = list(range(start, end, slice_keys)) + [end]
-    for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
-        conn.execute(
-            text(
-                f"""INSERT INTO {S}.data_migration_slices (name, slice_no, lo, hi, last_key)
-                    VALUES (:n, :no, :lo, :hi, :lo)"""
-            ),
-            {"n": m.name, "no": first_no + i, "lo": lo, "hi": hi},
-        )
+    """Insert slices ``(start, end]`` cut every ``slice_keys`` keys, numbered from ``first_no``, in one statement."""
+    conn.execute(
+        text(
+            f"""INSERT INTO {S}.data_migration_slices (name, slice_no, lo, hi, last_key)
+                SELECT :n, :first + i, lo, least(lo + :k, :end), lo
+                FROM generate_series(CAST(:start AS bigint), CAST(:end AS bigint) - 1, CAST(:k AS bigint))
+                     WITH ORDINALITY AS g(lo, ord), LATERAL (SELECT ord - 1 AS i) n"""
+        ),
+        {"n": m.name, "first": first_no, "start": start, "end": end, "k": slice_keys},
+    )
 
 
 def extend_slices_in_txn(engine: Engine, m: DataMigration, slice_keys: int) -> bool:

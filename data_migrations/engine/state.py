@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS {S}.data_migration_state (
     error text
 );
 ALTER TABLE {S}.data_migration_state ADD COLUMN IF NOT EXISTS throttled_seconds double precision NOT NULL DEFAULT 0;
+ALTER TABLE {S}.data_migration_state ADD COLUMN IF NOT EXISTS source_estimated boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS {S}.data_migration_slices (
     name text NOT NULL,
     slice_no integer NOT NULL,
@@ -67,6 +68,8 @@ CREATE TABLE IF NOT EXISTS {S}.data_migration_batches (
 );
 """
 
+NEWEST_COLUMN = "source_estimated"  # the last column DDL adds: when it exists, the schema is current
+
 STATUSES = ("pending", "running", "paused", "interrupted", "cancelled", "failed", "finished")
 
 TRANSITIONS: dict[tuple[str, str], str] = {
@@ -98,9 +101,9 @@ def ensure_schema(conn: Connection) -> None:
     current = conn.scalar(
         text(
             """SELECT count(*) = 1 FROM information_schema.columns WHERE table_schema = :s
-               AND table_name = 'data_migration_state' AND column_name = 'throttled_seconds'"""
+               AND table_name = 'data_migration_state' AND column_name = :newest"""
         ),
-        {"s": S},
+        {"s": S, "newest": NEWEST_COLUMN},
     )
     if not (current and has_state_table(conn, "data_migration_batches")):
         conn.execute(text(DDL))

@@ -8,6 +8,7 @@ checkpoint and history row commit together, so a crash at any instant loses noth
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -16,12 +17,13 @@ from sqlalchemy.exc import DBAPIError
 
 from data_migrations.base import DataMigration, SqlStep
 from data_migrations.engine import batch_size, state
+from data_migrations.engine.lock import status_and_lock
 from data_migrations.engine.options import BadRow, DataMigrationFailed, RunOptions, RunResult
 from data_migrations.engine.progress import Progress, RateWindow
 from data_migrations.engine.quarantine import quarantine, require_within_allowance
 from data_migrations.engine.retries import backoff_seconds, retry_transient, transient_cause
 from data_migrations.engine.steps import apply_step
-from data_migrations.engine.throttle import Throttle
+from data_migrations.engine.throttle import Throttle, WaitNote
 from tradedb.core.errors import cause_line
 from tradedb.schema.pending_rows import pending_rows_sql
 from tradedb.schema.state_schema import STATE_SCHEMA
@@ -33,9 +35,22 @@ PAUSE_POLL_SECONDS = 0.5  # how often a paused runner looks for resume/cancel
 
 
 class Worker:
-    """Walks claimed slices batch by batch. Several may run on one migration, in other processes or hosts."""
+    """Walks claimed slices batch by batch. Several may run on one migration: threads, processes or other hosts.
 
-    def __init__(self, engine: Engine, migration: DataMigration, options: RunOptions, worker_id: str) -> None:
+    ``stop``: set by a sibling worker that failed, so this one stops at its next batch boundary too. ``on_wait``:
+    who hears about a throttle wait (by default this worker's own progress reporter).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        migration: DataMigration,
+        options: RunOptions,
+        worker_id: str,
+        *,
+        stop: threading.Event | None = None,
+        on_wait: WaitNote | None = None,
+    ) -> None:
         self.engine = engine
         self.m = migration
         self.options = options
@@ -47,7 +62,8 @@ class Worker:
         self.rows_this_run = 0
         self.rate = RateWindow()
         self.rate.add(0)
-        self.throttle = Throttle(engine, migration, options, on_wait=self._report_wait)
+        self.stop = stop or threading.Event()
+        self.throttle = Throttle(engine, migration, options, on_wait=on_wait or self._report_wait)
         self._recorded_throttle = 0.0  # of throttle.seconds, the part already added to the state row
 
     def run(self, result: RunResult) -> tuple | None:
@@ -71,10 +87,7 @@ class Worker:
             self.batches += 1
             self.rows_this_run += rows + quarantined
             self.throttle.count(rows)
-            result.batches += 1
-            result.retries += attempts - 1
-            result.batch_seconds.append(seconds)
-            result.batch_rows.append(rows + quarantined)
+            result.add_batch(seconds, rows + quarantined, attempts)
             self._bookkeeping(lambda: self._report(result))
             if done:
                 slice_ = None
@@ -88,9 +101,11 @@ class Worker:
     def _between_batches(self) -> tuple | None:
         if self.options.max_batches is not None and self.batches >= self.options.max_batches:
             return ("interrupted", f"stopped after {self.batches} batches as asked")
+        if self.stop.is_set():
+            return ("interrupted", "another worker of this run stopped")
         while True:
             with self.engine.connect() as conn:
-                status = state.status_of(conn, self.m.name)
+                status = status_and_lock(conn, self.m, self.options.lock_pid)
             if status == "cancelled":
                 return ("cancelled", "cancelled by an operator")
             if status != "paused":

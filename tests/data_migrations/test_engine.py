@@ -341,6 +341,46 @@ def test_second_run_of_the_same_migration_is_refused(env):
     assert scalar(env, "SELECT count(*) FROM events WHERE payload IS NOT NULL") == 0
 
 
+def test_a_lost_lock_stops_the_run_and_no_second_runner_overlaps_it(make_database):
+    """Kill the connection holding the migration's lock mid-run; a second runner takes the lock at once."""
+    from data_migrations.engine import DATA_LOCK_CLASS
+    from data_migrations.engine.lock import LostLock
+
+    reference, victim = make_database(), make_database()
+    for e in (reference, victim):
+        at_events_expand(e, rows=8_000)
+    assert engine.run(reference.url, EVENTS).status == "finished"
+    stopped: list[BaseException] = []
+
+    def first_runner() -> None:
+        try:
+            engine.run(victim.url, EVENTS, small_batches(100))
+        except DataMigrationFailed as exc:
+            stopped.append(exc)
+
+    runner = threading.Thread(target=first_runner)
+    runner.start()
+    _wait_for(lambda: _progress(victim) > 500)
+    lock_pid = scalar(
+        victim,
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = :c",
+        c=DATA_LOCK_CLASS,
+    )
+    execute(victim, "SELECT pg_terminate_backend(:p)", p=lock_pid)
+    second = run_cli(
+        "data", "run", EVENTS, "--batch-size", "100", env=victim
+    )  # takes the lock that was freed
+    runner.join(60)
+    assert second.returncode == 0, second.stderr
+    assert len(stopped) == 1 and isinstance(stopped[0], LostLock), stopped
+    assert "lost its lock" in str(stopped[0]) and f"backend pid {lock_pid}" in str(stopped[0])
+    assert scalar(victim, TABLE_CHECKSUM) == scalar(reference, TABLE_CHECKSUM)
+    ranges_never_overlap(victim, EVENTS)  # no committed range ran twice, whichever runner ran it
+    assert scalar(
+        victim, "SELECT status FROM tradedb_migrations.data_migration_state WHERE name = :n", n=EVENTS
+    ) == ("finished")
+
+
 def test_schema_not_ready_is_a_clear_error(env):
     seeded(env, rows=100)
     result = run_cli("data", "run", EVENTS, env=env)

@@ -45,7 +45,16 @@ def print_data_status(rows: list[dict]) -> None:
     if not rows:
         return
     table = Table(title="data migrations", title_justify="left")
-    for column in ("name", "after", "status", "done", "quarantined", "pending rows", "seconds", "throttled s"):
+    for column in (
+        "name",
+        "after",
+        "status",
+        "done",
+        "quarantined",
+        "pending rows",
+        "seconds",
+        "throttled s",
+    ):
         table.add_column(column)
     for r in rows:
         pending = "-" if r["pending_rows"] is None else str(r["pending_rows"])

@@ -62,6 +62,23 @@ def data_status(env_name: str, as_json: bool) -> None:
         print_data_status(rows)
 
 
+class WorkersType(click.ParamType):
+    """``auto`` or a whole number of workers from 1 to 32."""
+
+    name = "auto|N"
+
+    def convert(self, value, param, ctx) -> int | str:
+        if isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else "auto"
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither auto nor a number of workers", param, ctx)
+        if not 1 <= number <= 32:
+            self.fail(f"{number} workers: choose from 1 to 32, or auto", param, ctx)
+        return number
+
+
 @data.command("run")
 @env_option
 @click.argument("names", nargs=-1)
@@ -70,7 +87,17 @@ def data_status(env_name: str, as_json: bool) -> None:
     "--deadline", help="Stop cleanly before this time (ISO) or after this long (30m); resume later."
 )
 @click.option(
-    "--workers", default=1, show_default=True, type=click.IntRange(1, 32), help="Parallel worker processes."
+    "--workers",
+    default="auto",
+    show_default=True,
+    type=WorkersType(),
+    help="Workers per migration: threads for SQL steps, processes for pandas steps; auto: one per core on big "
+    "tables.",
+)
+@click.option(
+    "--no-vacuum",
+    is_flag=True,
+    help="Do not VACUUM the table when its dead tuples are the run's own; pace instead (TRADEDB_DATA_VACUUM=0).",
 )
 @click.option("--batch-size", type=click.IntRange(1), help="Pin the batch size (default: adaptive).")
 @click.option("--max-batches", type=int, hidden=True)
@@ -79,7 +106,8 @@ def data_run(
     names: tuple[str, ...],
     run_all: bool,
     deadline: str | None,
-    workers: int,
+    workers: int | str,
+    no_vacuum: bool,
     batch_size: int | None,
     max_batches: int | None,
 ) -> None:
@@ -102,6 +130,7 @@ def data_run(
             name,
             deadline=parse_deadline(deadline),
             workers=workers,
+            vacuum=not no_vacuum,
             batch_size=batch_size,
             max_batches=max_batches,
             console=console,

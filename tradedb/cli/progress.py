@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from data_migrations import engine
 from data_migrations.engine import RunOptions, RunResult
@@ -18,7 +18,8 @@ def run_with_progress(
     name: str,
     *,
     deadline: datetime | None = None,
-    workers: int = 1,
+    workers: int | str = "auto",
+    vacuum: bool = True,
     batch_size: int | None = None,
     max_batches: int | None = None,
     console: Console | None = None,
@@ -29,11 +30,11 @@ def run_with_progress(
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>9,.0f} rows/s  batch {task.fields[batch]:>6}"),
-        TimeRemainingColumn(),
+        TextColumn("ETA {task.fields[eta]}"),
         TextColumn("[yellow]{task.fields[note]}"),
     )
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(name, total=None, rate=0.0, batch=0, note="")
+        task = bar.add_task(name, total=None, rate=0.0, batch=0, eta="-", note="")
 
         def show(p: Snapshot) -> None:
             bar.update(
@@ -42,12 +43,14 @@ def run_with_progress(
                 completed=p.rows_done,
                 rate=p.rows_per_s,
                 batch=p.batch_size,
+                eta="-" if p.eta_seconds is None else f"{p.eta_seconds:,.0f}s",  # wall clock, pauses included
                 note=f"throttled for {p.throttled_for:.0f}s: {p.throttled}" if p.throttled else "",
             )
 
         options = RunOptions(
             deadline=deadline,
             workers=workers,
+            vacuum=vacuum,
             on_progress=show,
             max_batches=max_batches,
             environment=env.name,
