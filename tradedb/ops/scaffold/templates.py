@@ -14,10 +14,9 @@ MARKER = "TODO(scaffold)"
 
 DOCSTRING = '''"""${marker}: what this data migration does to ${table} and why, in one line.
 
-Ticket: TODO-000 (the issue this belongs to, as in the revisions' ticket field; `tradedb lint` fails until it names
-one). Say what made
-it needed, which contract revision waits for it, and what happens to a row it cannot transform (quarantined with
-its reason, or the run stops: ``on_bad_row``). It runs after revision ${after}:
+Ticket: TODO-000 (the issue this belongs to, as in the revisions' ticket field; `tradedb lint` fails until it
+names one). Say what made it needed, which contract revision waits for it, and what happens to a row it cannot
+transform (quarantined with its reason, or the run stops: ``on_bad_row``). It runs after revision ${after}:
 ${after_message}.
 """'''
 
