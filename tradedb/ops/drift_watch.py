@@ -61,7 +61,8 @@ def watch(env: Environment) -> DriftReport:
     current = schema.current_revision(env)
     if current is None or current == schema.head():
         against = "the models" if current else "an empty database"
-        metadata = None if current else MetaData()
-        return DriftReport(env.name, current, against, schema.drift(env, metadata))
+        if current:
+            return DriftReport(env.name, current, against, schema.drift(env))
+        return DriftReport(env.name, current, against, schema.drift(env, MetaData(), objects={}))
     metadata, objects = expected_schema(env, current)
     return DriftReport(env.name, current, f"revision {current}", schema.drift(env, metadata, objects))

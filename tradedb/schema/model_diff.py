@@ -44,23 +44,22 @@ def drift(
 ) -> list[str]:
     """Differences between the code and the database, as readable lines (empty when equal).
 
-    By default the reference is the code: the models and the managed objects (compared the ``alembic_utils`` way,
-    by creating the code's version in a rolled-back savepoint, so the comparison waits at most the DDL
-    ``lock_timeout`` for a lock and never queues the app behind it for longer). Given ``metadata`` (a schema
-    reflected elsewhere, as drift watch does behind head) the tables are compared with it and the objects with
-    ``objects``, what ``database_objects`` read from the same place.
+    Tables are compared with the models, or with ``metadata`` (other models, or a schema reflected elsewhere as
+    drift watch does behind head). Views, functions and triggers are compared with the code's
+    (``tradedb.core.objects``, the ``alembic_utils`` way: the code's version is created in a rolled-back savepoint,
+    waiting at most the DDL ``lock_timeout`` for a lock, so the app never queues behind the comparison for
+    longer), or with ``objects``, what ``database_objects`` read from a database built to the same revision.
     """
     with connect_checked(env) as conn:
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{ddl_lock_timeout()}'")
         opts: dict[str, Any] = {"include_name": include_name, "compare_type": True, "include_schemas": False}
-        if metadata is not None:
+        if objects is not None:
             opts["include_object"] = _tables_only
         ctx = MigrationContext.configure(conn, opts=opts)
-        lines = [
-            describe_diff(d) for d in compare_metadata(ctx, models_metadata if metadata is None else metadata)
-        ]
-        if metadata is not None:
-            lines += object_differences(database_objects(conn), objects or {})
+        diffs = compare_metadata(ctx, models_metadata if metadata is None else metadata)
+        lines = [describe_diff(d) for d in diffs]
+        if objects is not None:
+            lines += object_differences(database_objects(conn), objects)
     return lines
 
 
