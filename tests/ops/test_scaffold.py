@@ -312,5 +312,5 @@ def test_new_revision_autogenerate_needs_a_database_at_head(copy, env):
         "common",
         env=env,
     )
-    assert "error: alembic revision: Target database is not up to date." == error_line(result)
+    assert error_line(result) == "error: alembic revision: Target database is not up to date."
     assert git(copy, "status", "--porcelain") == ""

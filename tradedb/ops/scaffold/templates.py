@@ -24,6 +24,15 @@ PENDING = '''# The rows of ${table} (alias t) that still need this migration: th
 # revision's guard counts them, and the run is complete when none is left outside the quarantine.
 PENDING = "FALSE"  # ${marker}: e.g. "t.notional IS NULL"'''
 
+DECLARATION = """migration = DataMigration(
+    name="${name}",
+    after="${after}",
+    table="${table}",
+    key="${key}",
+    description=__doc__,
+    pending_where=PENDING,
+"""
+
 TAIL = """    # SQL undoing one range (:lo, :hi] for `tradedb data revert`; None when it cannot be undone.
     revert_sql=None,  # ${marker}: e.g. "UPDATE ${table} SET notional = NULL WHERE ${key} > :lo AND ${key} <= :hi"
     # Rules that hold once it is done, each as SQL selecting the rows that break it (Dagster's blocking check).
@@ -45,16 +54,9 @@ from data_migrations.base import DataMigration, Invariant, SqlStep
 
 """
     + PENDING
-    + '''
-
-migration = DataMigration(
-    name="${name}",
-    after="${after}",
-    table="${table}",
-    key="${key}",
-    description=__doc__,
-    pending_where=PENDING,
-    # One batch: the pending rows of the key range (:lo, :hi], in the batch's own transaction with its checkpoint.
+    + "\n\n"
+    + DECLARATION
+    + '''    # One batch: the pending rows of the key range (:lo, :hi], in the batch's own transaction with its checkpoint.
     # It must be idempotent: a batch that did not commit runs again after a crash.
     step=SqlStep(
         update_sql=f"""
@@ -89,14 +91,9 @@ def transform(batch: pd.DataFrame) -> TransformResult:
     return TransformResult(rows=rows, rejected=rejected)
 
 
-migration = DataMigration(
-    name="${name}",
-    after="${after}",
-    table="${table}",
-    key="${key}",
-    description=__doc__,
-    pending_where=PENDING,
-    # One batch: read the pending rows of (:lo, :hi], transform them in pandas, COPY the result into the temporary
+'''
+    + DECLARATION
+    + '''    # One batch: read the pending rows of (:lo, :hi], transform them in pandas, COPY the result into the temporary
     # table batch_result and write it back with one statement, all in the batch's own transaction. Idempotent.
     step=PandasStep(
         read_sql=f"SELECT t.${key} FROM ${table} t WHERE t.${key} > :lo AND t.${key} <= :hi AND {PENDING} ORDER BY t.${key}",
