@@ -51,6 +51,32 @@ def test_every_revision_in_the_repository_lints_clean():
     assert all(f.reason for r in results for f in r.acknowledged)
 
 
+def test_every_data_migration_in_the_repository_is_documented():
+    import data_migrations
+    from tradedb.ops import data_lint
+
+    results = data_lint.lint_data_migrations()
+    assert [r.revision for r in results] == list(data_migrations.registry())
+    assert all(r.ok for r in results), {
+        r.revision: [f.message for f in r.failing] for r in results if not r.ok
+    }
+
+
+def test_a_data_migration_without_a_ticket_or_with_a_placeholder_description_fails():
+    import data_migrations
+    from tradedb.ops import data_lint
+
+    m = data_migrations.get("execution.backfill_trade_notional")
+    lacking = data_lint.lint_data_migration(
+        replace(m, description="TODO: say what this does\n\nNo ticket here.")
+    )
+    assert {f.rule for f in lacking.failing} == {lint.DOC_DESCRIPTION, lint.DOC_TICKET}
+    placeholder = data_lint.lint_data_migration(
+        replace(m, description="Backfill the notional of old trades (TODO-000).")
+    )
+    assert {f.rule for f in placeholder.failing} == {lint.DOC_TICKET}
+
+
 def test_each_revision_is_linted_alone_and_alembic_bookkeeping_is_skipped():
     by_rev = lint.lint_by_revision()
     # 0002 creates events and indexes it in the same file: squawk knows the table is new (no concurrent-index rule)
@@ -219,6 +245,9 @@ def test_cli_lint_passes_on_the_repository():
     result = run_cli("lint")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(schema.revisions())} revision(s) lint clean" in result.stdout
+    import data_migrations
+
+    assert f"{len(data_migrations.registry())} data migration(s) documented" in result.stdout
     assert "require-concurrent-index-creation" in result.stdout  # acknowledged rows are shown with reasons
 
 
