@@ -72,7 +72,7 @@ def test_a_data_migration_without_a_ticket_or_with_a_placeholder_description_fai
     )
     assert {f.rule for f in lacking.failing} == {lint.DOC_DESCRIPTION, lint.DOC_TICKET}
     placeholder = data_lint.lint_data_migration(
-        replace(m, description="Backfill the notional of old trades (TODO-000).")
+        replace(m, description="Backfill the notional of old trades (TRD-0).")
     )
     assert {f.rule for f in placeholder.failing} == {lint.DOC_TICKET}
 

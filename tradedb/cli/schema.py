@@ -175,7 +175,8 @@ def lint(revisions: tuple[str, ...], as_json: bool) -> None:
     console.print(
         f"[green]✓[/] {len(results)} revision(s) lint clean: {acknowledged} acknowledged finding(s)"
         + (f", [yellow]{stale} stale acknowledgement(s) to remove[/]" if stale else "")
-        + f"; {len(data_results)} data migration(s) documented"
+        + f"; {len(data_results)} data migration(s) documented",
+        soft_wrap=True,
     )
 
 
