@@ -108,8 +108,10 @@ def transform(batch: pd.DataFrame) -> TransformResult:
     + TAIL
 )
 
-TEST_MODULE = Template('''"""Data migration ${name} on the sample trading data: every pending row is migrated (or quarantined with its
-reason) and its checks pass, as Dagster's blocking checks must before the contract revision may run.
+TEST_MODULE = Template('''"""Tests of data migration ${name}.
+
+On the sample trading data every pending row is migrated (or quarantined with its reason) and its checks pass, as
+Dagster's blocking checks must before the contract revision may run.
 
 ${marker}: add the cases that matter to this migration (edge values, rows it must reject, a second run).
 """
