@@ -9,18 +9,38 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from functools import cache
+from pathlib import Path
 
 from data_migrations.base import DataMigration, Invariant, PandasStep, SqlStep, TransformResult
 from tradedb.core.errors import TradeDBError
 from tradedb.core.features import FEATURES
 
-__all__ = ["DataMigration", "Invariant", "PandasStep", "SqlStep", "TransformResult", "registry", "get"]
+__all__ = [
+    "DataMigration",
+    "Invariant",
+    "PandasStep",
+    "SqlStep",
+    "TransformResult",
+    "registry",
+    "get",
+    "source_file",
+]
+
+
+def registry() -> dict[str, DataMigration]:
+    """All declared data migrations by name, in feature order then file order."""
+    return _discover()[0]
+
+
+def source_file(name: str) -> Path:
+    """The file declaring data migration ``name`` (for lint and the deploy fingerprint)."""
+    return _discover()[1][get(name).name]
 
 
 @cache
-def registry() -> dict[str, DataMigration]:
-    """All declared data migrations by name, in feature order then file order."""
+def _discover() -> tuple[dict[str, DataMigration], dict[str, Path]]:
     found: dict[str, DataMigration] = {}
+    files: dict[str, Path] = {}
     for feature in FEATURES:
         package = importlib.import_module(f"data_migrations.{feature}")
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
@@ -33,7 +53,8 @@ def registry() -> dict[str, DataMigration]:
             if migration.name in found:
                 raise TradeDBError(f"two data migrations are named {migration.name}")
             found[migration.name] = migration
-    return found
+            files[migration.name] = Path(module.__file__ or "")
+    return found, files
 
 
 def get(name: str) -> DataMigration:

@@ -16,7 +16,11 @@ Works the same from plain ``alembic`` and from our code:
   a success in the step's own transaction, a failure after its rollback. Callers name themselves with
   ``config.attributes["launched_by"]`` / ``["run_id"]``; plain alembic is recorded as ``alembic:<user>@<host>``;
 - contract revisions' guards find the data migrations they require in the catalog this file hands them
-  (``config.attributes["data_migrations"]``): the schema layer they live in never imports the data layer above it.
+  (``config.attributes["data_migrations"]``): the schema layer they live in never imports the data layer above it;
+- ``alembic.ini`` sets ``revision_environment = true``, so this file also runs for plain ``alembic revision`` and
+  ``alembic merge``: ``-x feature=<f>`` places the new file in ``migrations/<f>/`` and ``-x requires_data=<name>``,
+  ``-x ticket=...`` fill the template (``tradedb.schema.revision_files``). Those commands only write a file, so
+  they run offline here and need no database.
 """
 
 from alembic import context
@@ -39,6 +43,9 @@ config.attributes.setdefault(
 )  # what contract revisions' guards look data migrations up in
 x_args = context.get_x_argument(as_dictionary=True)
 LOCK_TIMEOUT = schema.ddl_lock_timeout(x_args.get("lock_timeout"))
+TEMPLATE_ARGS = schema.template_args(config.attributes, x_args)
+for _name in TEMPLATE_ARGS.get("requires_data", ()):
+    CATALOG.get(_name)  # an unknown data migration is one FAILED line, and no file is written
 
 if (
     config.config_file_name is not None
@@ -57,7 +64,14 @@ CONFIGURE_OPTS = dict(
     transaction_per_migration=True,
     process_revision_directives=schema.place_new_revision(x_args.get("feature")),
     on_version_apply=reset_data_on_downgrade,
+    template_args=TEMPLATE_ARGS,
 )
+
+
+def run_for_new_file() -> None:
+    """Plain ``alembic revision`` and ``alembic merge``: only the revision hooks run, offline, without a database."""
+    context.configure(dialect_name="postgresql", as_sql=True, **CONFIGURE_OPTS)
+    context.run_migrations()
 
 
 def run_migrations_offline() -> None:
@@ -137,7 +151,9 @@ def _size(engine: Engine) -> int | None:
         return database_size(conn)
 
 
-if context.is_offline_mode():
+if schema.writes_file_only(config):
+    run_for_new_file()
+elif context.is_offline_mode():
     run_migrations_offline()
 else:
     run_migrations_online()

@@ -114,11 +114,12 @@ def run_cli(
     extra: dict[str, str] | None = None,
     tool: str = "tradedb",
     timeout: float = 180,
+    cwd: Path = ROOT,
 ) -> subprocess.CompletedProcess:
-    """Run ``tradedb`` or ``alembic`` from the repo root as an operator would."""
+    """Run ``tradedb`` or ``alembic`` from the repo root (or ``cwd``) as an operator would."""
     return subprocess.run(
         [str(BIN / tool), *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=cli_env(env, **(extra or {})),
         capture_output=True,
         text=True,

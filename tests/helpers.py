@@ -71,3 +71,28 @@ def ledger_entry(
         outcome=outcome,
         **fields,
     )
+
+
+def deployed_to(env: Environment, revision: str, rows: int = 300) -> Environment:
+    """Seed ``env`` at the first release, then deploy up to ``revision`` as the deploy job would.
+
+    Each data migration runs right after its ``after`` revision (``deploy_order``), so the contract revisions on
+    the way find nothing pending. A scaffolded data migration's test starts here, at its own ``after``.
+    """
+    from data_migrations import engine
+    from tradedb.ops.deploy_order import deploy_order
+
+    seed(env, rows=rows)
+    order = [r.revision for r in schema.revisions()]
+    target, start = schema.resolve_revision(revision), schema.current_revision(env)
+    if order.index(target) <= order.index(start):
+        return env  # the sample data starts at the first release: already there, or past it
+    for step in deploy_order(start):
+        if step.kind == "schema":
+            schema.upgrade(env, step.name)
+            if step.name == target:
+                return env
+        else:
+            result = engine.run(env.url, step.name, engine.RunOptions(environment=env.name))
+            assert result.status == "finished", f"{step.name}: {result.stop_reason}"
+    return env

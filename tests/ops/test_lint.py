@@ -51,6 +51,32 @@ def test_every_revision_in_the_repository_lints_clean():
     assert all(f.reason for r in results for f in r.acknowledged)
 
 
+def test_every_data_migration_in_the_repository_is_documented():
+    import data_migrations
+    from tradedb.ops import data_lint
+
+    results = data_lint.lint_data_migrations()
+    assert [r.revision for r in results] == list(data_migrations.registry())
+    assert all(r.ok for r in results), {
+        r.revision: [f.message for f in r.failing] for r in results if not r.ok
+    }
+
+
+def test_a_data_migration_without_a_ticket_or_with_a_placeholder_description_fails():
+    import data_migrations
+    from tradedb.ops import data_lint
+
+    m = data_migrations.get("execution.backfill_trade_notional")
+    lacking = data_lint.lint_data_migration(
+        replace(m, description="TODO: say what this does\n\nNo ticket here.")
+    )
+    assert {f.rule for f in lacking.failing} == {lint.DOC_DESCRIPTION, lint.DOC_TICKET}
+    placeholder = data_lint.lint_data_migration(
+        replace(m, description="Backfill the notional of old trades (TRD-0).")
+    )
+    assert {f.rule for f in placeholder.failing} == {lint.DOC_TICKET}
+
+
 def test_each_revision_is_linted_alone_and_alembic_bookkeeping_is_skipped():
     by_rev = lint.lint_by_revision()
     # 0002 creates events and indexes it in the same file: squawk knows the table is new (no concurrent-index rule)
@@ -179,12 +205,22 @@ def test_documentation_findings_fail_the_revision_end_to_end():
     assert result.acknowledged  # 0008's squawk findings stay acknowledged
 
 
-def test_the_revision_template_declares_acknowledgements_and_its_placeholders_fail():
-    template = (ROOT / "migrations" / "script.py.mako").read_text()
-    assert "lint_acknowledged: dict[str, str] = {}" in template
+def test_the_revision_template_declares_acknowledgements_and_its_placeholders_fail(tmp_path):
+    """A revision written by plain `alembic revision` (no database needed) fails lint until it is documented."""
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    shutil.copytree(
+        ROOT / "migrations", tmp_path / "migrations", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    result = run_cli(
+        "revision", "-m", "Add a reporting column to trades", "--rev-id", "9999", tool="alembic", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    written = next(tmp_path.glob("migrations/*/*_9999_*.py"))
+    text = written.read_text()
+    assert "lint_acknowledged: dict[str, str] = {}" in text
     values = {}
     for field in ("ticket", "data_impact", "rollback_notes"):
-        line = re.search(rf"^{field}: str = (.*)$", template, re.M).group(1)
+        line = re.search(rf"^{field}: str = (.*)$", text, re.M).group(1)
         values[field] = ast.literal_eval(line.split("  #")[0].strip())
     rules = {f.rule for f in lint.check_documentation(info(**values))}
     assert rules == {lint.DOC_TICKET, lint.DOC_DATA_IMPACT, lint.DOC_ROLLBACK}
@@ -209,6 +245,9 @@ def test_cli_lint_passes_on_the_repository():
     result = run_cli("lint")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(schema.revisions())} revision(s) lint clean" in result.stdout
+    import data_migrations
+
+    assert f"{len(data_migrations.registry())} data migration(s) documented" in result.stdout
     assert "require-concurrent-index-creation" in result.stdout  # acknowledged rows are shown with reasons
 
 
@@ -236,8 +275,8 @@ def test_cli_lint_errors_are_one_line():
 
 BAD_REVISION = '''"""Index trades by fee for the commission report
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-01 10:00:00
 """
 
@@ -254,8 +293,8 @@ lint_acknowledged: dict[str, str] = {
     "ban-drop-column": "nothing is dropped here any more",
 }
 
-revision = "0018"
-down_revision = "0017"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
@@ -271,12 +310,12 @@ def downgrade() -> None:
 
 @pytest.fixture
 def project_with_a_bad_revision(tmp_path, monkeypatch):
-    """A copy of the history plus an unsafe, half-documented revision 0018, as the project tooling sees it."""
+    """A copy of the history plus an unsafe, half-documented revision 0020, as the project tooling sees it."""
     shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
     shutil.copytree(
         ROOT / "migrations", tmp_path / "migrations", ignore=shutil.ignore_patterns("__pycache__")
     )
-    (tmp_path / "migrations" / "execution" / "20261201_0018_index_trades_fee.py").write_text(BAD_REVISION)
+    (tmp_path / "migrations" / "execution" / "20261210_0020_index_trades_fee.py").write_text(BAD_REVISION)
     monkeypatch.setattr(revisions_module, "project_root", lambda: Path(tmp_path))
     caches = (schema.revisions, schema.render_sql, lint._history)
     for cached in caches:
@@ -291,7 +330,7 @@ def test_a_bad_revision_fails_lint_and_the_cli(project_with_a_bad_revision):
     from tradedb.cli.main import cli
 
     results = {r.revision: r for r in lint.lint_all()}
-    bad = results.pop("0018")
+    bad = results.pop("0020")
     assert all(r.ok for r in results.values())
     assert {f.rule for f in bad.failing} == {
         "require-concurrent-index-creation",
@@ -307,8 +346,8 @@ def test_a_bad_revision_fails_lint_and_the_cli(project_with_a_bad_revision):
 
     outcome = CliRunner().invoke(cli, ["lint"])
     assert outcome.exit_code == 1, outcome.output
-    assert "0018 (" in outcome.output and "require-concurrent-index-creation" in outcome.output
-    as_json = CliRunner().invoke(cli, ["lint", "--json", "0018"])
+    assert "0020 (" in outcome.output and "require-concurrent-index-creation" in outcome.output
+    as_json = CliRunner().invoke(cli, ["lint", "--json", "0020"])
     assert as_json.exit_code == 1
     report = json.loads(as_json.output)
     assert report["ok"] is False and report["revisions"][0]["summary"].startswith("4 failing")

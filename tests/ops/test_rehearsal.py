@@ -68,6 +68,8 @@ def test_deploy_order_from_a_middle_revision():
         ("schema", "0015"),
         ("schema", "0016"),
         ("schema", "0017"),
+        ("schema", "0018"),
+        ("schema", "0019"),
     ]
     assert deploy_order(schema.head()) == []
     with pytest.raises(TradeDBError, match="not in this code's history"):

@@ -27,4 +27,4 @@ def test_validate_walks_every_revision_with_data(env):
 def test_validate_script_is_the_same_command(env):
     result = run_cli("scripts/validate_migrations.py", env=env, tool="python")
     assert result.returncode == 0, result.stderr
-    assert "All 17 migrations validated successfully" in result.stdout
+    assert "All 19 migrations validated successfully" in result.stdout  # 0001-0019, each up, down, up

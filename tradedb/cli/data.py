@@ -217,3 +217,39 @@ def data_quarantine(env_name: str, name: str, limit: int, as_json: bool) -> None
     for r in rows:
         table.add_row(str(r["row_key"]), r["reason"], json.dumps(r["row_data"], default=str)[:200])
     console.print(table)
+
+
+@data.command("new")
+@click.argument("name")
+@click.option(
+    "--feature", required=True, help="Feature folder: common, events, setups, strategy, execution, discord."
+)
+@click.option("--table", required=True, help="The table it walks (one of the models' tables).")
+@click.option("--after", help="The revision it runs after (default: the current head).")
+@click.option(
+    "--kind", default="sql", show_default=True, help="sql (set-based UPDATE) or pandas (transform in Python)."
+)
+@click.option(
+    "--allow-dirty", is_flag=True, help="Write even though data_migrations/FEATURE/ has uncommitted changes."
+)
+def data_new(name: str, feature: str, table: str, after: str | None, kind: str, allow_dirty: bool) -> None:
+    """Scaffold data_migrations/FEATURE/NAME.py and its test; print the next steps."""
+    from tradedb.ops.scaffold import new_data_migration
+
+    made = new_data_migration(name, feature, table, after=after, kind=kind, allow_dirty=allow_dirty)
+    click.echo(
+        f"created {made.module_path} ({made.kind} step over {made.table}.{made.key}, after {made.after})"
+    )
+    click.echo(f"created {made.test_path}")
+    click.echo("next:")
+    click.echo(f"  1. fill in every TODO(scaffold) in {made.module_path}: the docstring and its ticket,")
+    click.echo("     PENDING (the rows that still need it), the step, revert_sql, the invariants")
+    click.echo(f"  2. make its test pass: pytest -n 0 {made.test_path}")
+    click.echo(
+        f'  3. the contract revision that needs it: tradedb new revision -m "..." --feature {made.feature} '
+        f"--requires-data {made.name}"
+    )
+    click.echo(
+        f'     (it declares requires_data = ("{made.name}",) and refuses to upgrade while rows are pending)'
+    )
+    click.echo(f"  4. tradedb lint; tradedb data list; tradedb data run {made.name}")

@@ -11,7 +11,7 @@ import sys
 import click
 from sqlalchemy.exc import OperationalError
 
-from tradedb.cli import backup, data, deploy, monitoring, schema, window  # noqa: F401  (registers the verbs)
+from tradedb.cli import backup, data, deploy, monitoring, new, schema, window  # noqa: F401  (registers the verbs)
 from tradedb.cli.base import cli, err_console
 from tradedb.core.errors import TradeDBError
 

@@ -132,27 +132,42 @@ def seed(env_name: str, rows: int, seed_value: int, reset: bool) -> None:
 def lint(revisions: tuple[str, ...], as_json: bool) -> None:
     """Lint each revision's own SQL with squawk and check its documentation; exit 1 on any failing finding.
 
-    REVISIONS (ids, prefixes, head) limit the check; default: the whole history. A finding passes only when the
+    REVISIONS (ids, prefixes, head, or data-migration names) limit the check; default: the whole history and every
+    data migration (their docstring and ticket, and no TODO(scaffold) left). A squawk finding passes only when the
     revision file acknowledges its rule with a reason in `lint_acknowledged`.
     """
+    import data_migrations
+    from tradedb.ops import data_lint
     from tradedb.ops import lint as linting
 
-    results = linting.lint_all(revisions or None)
-    failing = [r for r in results if not r.ok]
+    known = data_migrations.registry()
+    wanted_data = [name for name in revisions if name in known]
+    wanted_revisions = [r for r in revisions if r not in known]
+    everything = not revisions
+    results = (
+        linting.lint_all(None if everything else wanted_revisions) if everything or wanted_revisions else []
+    )
+    data_results = data_lint.lint_data_migrations(None if everything else wanted_data)
+    failing = [r for r in (*results, *data_results) if not r.ok]
     if as_json:
         payload = {
             "ok": not failing,
             "pg_version": linting.PG_VERSION,
             "revisions": [r.to_json() for r in results],
+            "data_migrations": [r.to_json() for r in data_results],
         }
         click.echo(json.dumps(payload, indent=2))
         sys.exit(1 if failing else 0)
-    _print_lint(results)
+    if results:
+        _print_lint(results, "migration lint (squawk + documentation)", "revision")
+    if data_results:
+        _print_lint(data_results, "data-migration lint (documentation, scaffold)", "data migration")
     if failing:
         names = ", ".join(f"{r.revision} ({', '.join(sorted({f.rule for f in r.failing}))})" for r in failing)
         err_console.print(
-            f"[red]ERROR:[/] {len(failing)} revision(s) fail lint: {names}. Fix the SQL or the documentation, or "
-            'accept a squawk rule in the revision file: lint_acknowledged = {"rule": "why it is safe here"}'
+            f"[red]ERROR:[/] {len(failing)} revision(s) or data migration(s) fail lint: {names}. Fix the SQL or the "
+            'documentation, or accept a squawk rule in the revision file: lint_acknowledged = {"rule": "why it is '
+            'safe here"}'
         )
         sys.exit(1)
     acknowledged = sum(len(r.acknowledged) for r in results)
@@ -160,18 +175,20 @@ def lint(revisions: tuple[str, ...], as_json: bool) -> None:
     console.print(
         f"[green]✓[/] {len(results)} revision(s) lint clean: {acknowledged} acknowledged finding(s)"
         + (f", [yellow]{stale} stale acknowledgement(s) to remove[/]" if stale else "")
+        + f"; {len(data_results)} data migration(s) documented",
+        soft_wrap=True,
     )
 
 
 LINT_LOG_WIDTH = 160
 
 
-def _print_lint(results) -> None:
+def _print_lint(results, title: str, what: str) -> None:
     colours = {"failing": "red", "acknowledged": "dim", "stale": "yellow", "clean": "green"}
-    table = Table(title="migration lint (squawk + documentation)", title_justify="left", show_lines=False)
-    for column in ("revision", "feature", "rule", "status"):
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column in (what, "feature", "rule", "status"):
         table.add_column(column, no_wrap=True)
-    table.add_column("SQL lines", max_width=12)
+    table.add_column("lines", max_width=12)
     table.add_column("message / reason", overflow="fold", ratio=1)
     for r in results:
         rows = r.rows() or [{"rule": "-", "status": "clean", "lines": [], "message": "", "reason": ""}]

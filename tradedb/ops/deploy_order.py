@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -32,23 +31,15 @@ def fingerprint() -> str:
     """
     items = [["revision", r.revision, _file_sha256(project_root() / r.path)] for r in schema.revisions()]
     for m in data_migrations.registry().values():
-        items.append(["data", m.name, m.after, _file_sha256(_declaring_file(m))])
+        items.append(["data", m.name, m.after, _file_sha256(data_migrations.source_file(m.name))])
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:FINGERPRINT_CHARS]
 
 
-def _file_sha256(path: Path | None) -> str:
+def _file_sha256(path: Path) -> str:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest() if path else "unknown"
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return "missing"
-
-
-def _declaring_file(m: DataMigration) -> Path | None:
-    """The file of the module whose ``migration`` is ``m`` (the registry imported it)."""
-    for name, module in list(sys.modules.items()):
-        if name.startswith("data_migrations.") and getattr(module, "migration", None) is m:
-            return Path(module.__file__) if getattr(module, "__file__", None) else None
-    return None
 
 
 @dataclass(frozen=True)

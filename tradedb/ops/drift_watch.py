@@ -3,7 +3,7 @@
 At head the reference is the models (``alembic check``'s question). Behind head the models are the wrong
 reference (they describe head), so the reference is the schema the environment's own revision produces: built on
 a scratch database next to it, reflected, and compared the same way. A manual ``ALTER TABLE`` in production shows
-up in either case.
+up in either case, and so does a managed view, function or trigger that was dropped, replaced or added by hand.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import MetaData, create_engine
 
 from tradedb import schema
+from tradedb.core.db import connect_checked
 from tradedb.core.settings import Environment
 from tradedb.ops.validate import create_scratch, drop_scratch
 
@@ -37,8 +38,8 @@ class DriftReport:
         )
 
 
-def expected_metadata(env: Environment, revision: str) -> MetaData:
-    """The schema ``revision`` produces, reflected from a scratch database on ``env``'s server."""
+def expected_schema(env: Environment, revision: str) -> tuple[MetaData, dict[str, str]]:
+    """The tables and managed objects ``revision`` produces, read from a scratch database on ``env``'s server."""
     scratch = create_scratch(env)
     try:
         schema.upgrade(scratch, revision, launched_by="drift-watch")
@@ -48,7 +49,9 @@ def expected_metadata(env: Environment, revision: str) -> MetaData:
             reflected.reflect(bind=engine)
         finally:
             engine.dispose()
-        return reflected
+        with connect_checked(scratch) as conn:
+            objects = schema.database_objects(conn)
+        return reflected, objects
     finally:
         drop_scratch(env, scratch)
 
@@ -58,8 +61,8 @@ def watch(env: Environment) -> DriftReport:
     current = schema.current_revision(env)
     if current is None or current == schema.head():
         against = "the models" if current else "an empty database"
-        metadata = None if current else MetaData()
-        return DriftReport(env.name, current, against, schema.drift(env, metadata))
-    return DriftReport(
-        env.name, current, f"revision {current}", schema.drift(env, expected_metadata(env, current))
-    )
+        if current:
+            return DriftReport(env.name, current, against, schema.drift(env))
+        return DriftReport(env.name, current, against, schema.drift(env, MetaData(), objects={}))
+    metadata, objects = expected_schema(env, current)
+    return DriftReport(env.name, current, f"revision {current}", schema.drift(env, metadata, objects))

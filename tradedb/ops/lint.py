@@ -280,7 +280,7 @@ def _bookkeeping_lines(sql: str) -> set[int]:
 def check_documentation(info: RevisionInfo) -> list[Finding]:
     """The strategy's documentation standards: a clear description, a ticket, data impact and rollback notes."""
     checks = (
-        (DOC_DESCRIPTION, _description_problem(info.message)),
+        (DOC_DESCRIPTION, description_problem(info.message)),
         (DOC_TICKET, _ticket_problem(info.ticket)),
         (
             DOC_DATA_IMPACT,
@@ -294,7 +294,8 @@ def check_documentation(info: RevisionInfo) -> list[Finding]:
     return [Finding(rule, problem) for rule, problem in checks if problem]
 
 
-def _description_problem(message: object) -> str | None:
+def description_problem(message: object) -> str | None:
+    """What is wrong with a docstring's first line as a description (None when it says what changes)."""
     lines = str(message or "").strip().splitlines()
     first = lines[0].strip() if lines else ""
     if not first:
@@ -312,12 +313,20 @@ def _ticket_problem(ticket: object) -> str | None:
     text = str(ticket or "").strip()
     if not text:
         return 'no ticket: set ticket = "TRD-123" in the revision file'
-    refs = TICKET.findall(text)
-    if not refs:
+    if not TICKET.findall(text):
         return f"ticket {text!r} is not a reference like TRD-123"
-    if all(PLACEHOLDER.fullmatch(prefix) or int(number) == 0 for prefix, number in refs):
+    if not real_tickets(text):
         return f"ticket {text!r} is the template's placeholder: name the real ticket"
     return None
+
+
+def real_tickets(text: str) -> list[str]:
+    """Ticket references in ``text`` that are not placeholders (``TODO-000``, ``XYZ-0``)."""
+    return [
+        f"{prefix}-{number}"
+        for prefix, number in TICKET.findall(text)
+        if not (PLACEHOLDER.fullmatch(prefix) or int(number) == 0)
+    ]
 
 
 def _prose_problem(field: str, value: object, what: str) -> str | None:

@@ -5,6 +5,8 @@ first release, and data migrations run before the contract revisions that need t
 realistic rows. Checks per revision:
 - after up -> down, every table is as before the upgrade (for revisions that claim ``preserves_data``);
 - after down -> up, every table is as after the first upgrade (for all revisions: nothing is lost on a re-run);
+- both comparisons cover the managed views, functions and triggers too (their definitions as PostgreSQL renders
+  them): a downgrade must drop or restore what its upgrade created or replaced, and the re-upgrade bring it back;
 - at head, the schema matches the models.
 The scratch database lives on the environment's server and is dropped afterwards, whatever happened.
 """
@@ -21,6 +23,7 @@ from data_migrations import engine as data_engine
 from tradedb import schema
 from tradedb.core.db import connect_checked
 from tradedb.core.errors import TradeDBError
+from tradedb.core.objects import describe
 from tradedb.core.settings import Environment
 from tradedb.ops.checksums import database_checksums, differing
 from tradedb.ops.sample_data import FIRST_RELEASE, load
@@ -80,6 +83,15 @@ def table_checksums(env: Environment) -> dict[str, str]:
         return database_checksums(conn)
 
 
+def round_trip_snapshot(env: Environment) -> dict[str, str]:
+    """What a validation round trip compares: every table's checksum, and each managed object's definition."""
+    with connect_checked(env) as conn:
+        objects = {
+            describe(identity): definition for identity, definition in schema.database_objects(conn).items()
+        }
+        return {**database_checksums(conn), **objects}
+
+
 def round_trip_problems(
     before: dict[str, str],
     after_up: dict[str, str],
@@ -131,13 +143,13 @@ def validate(
                     raise TradeDBError(
                         f"data migration {name} did not finish on the scratch database: {result.stop_reason}"
                     )
-            before = table_checksums(scratch)
+            before = round_trip_snapshot(scratch)
             schema.upgrade(scratch, info.revision)
-            after_up = table_checksums(scratch)
+            after_up = round_trip_snapshot(scratch)
             schema.downgrade(scratch, previous)
-            after_down = table_checksums(scratch)
+            after_down = round_trip_snapshot(scratch)
             schema.upgrade(scratch, info.revision)
-            after_reup = table_checksums(scratch)
+            after_reup = round_trip_snapshot(scratch)
             problems = round_trip_problems(
                 before, after_up, after_down, after_reup, not_restorable=() if info.preserves_data else None
             )

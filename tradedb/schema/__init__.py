@@ -1,7 +1,8 @@
 """The schema layer: the Alembic history and everything that guards or records a change to it.
 
 Holds the Alembic wrapper (``history``: the revisions and where a database stands; ``commands``: upgrade,
-downgrade, stamp, offline SQL; ``model_diff``: models against a database), our own state schema in the target database
+downgrade, stamp, offline SQL, new revision files; ``revision_files``: where a new revision goes and what its
+template fills in; ``model_diff``: models against a database), our own state schema in the target database
 (``state_schema``), the migration lock (``locks``), the pending-rows SQL shared by the contract guard and the data
 engine (``pending_rows``), the guard contract revisions call (``guards``) and the ledger (``ledger``).
 
@@ -16,6 +17,7 @@ from tradedb.schema.commands import (
     DDL_LOCK_TIMEOUT,
     ddl_lock_timeout,
     downgrade,
+    new_revision,
     render_sql,
     stamp,
     upgrade,
@@ -26,13 +28,19 @@ from tradedb.schema.history import (
     current_revision,
     head,
     pending,
-    place_new_revision,
     resolve_revision,
     revision_info,
     revisions,
     script_directory,
 )
-from tradedb.schema.model_diff import describe_diff, drift, include_name
+from tradedb.schema.model_diff import database_objects, describe_diff, drift, include_name
+from tradedb.schema.revision_files import (
+    check_feature,
+    feature_folder,
+    place_new_revision,
+    template_args,
+    writes_file_only,
+)
 from tradedb.schema.state_schema import STATE_SCHEMA, has_state_table
 
 __all__ = [
@@ -40,14 +48,18 @@ __all__ = [
     "STATE_SCHEMA",
     "RevisionInfo",
     "alembic_config",
+    "check_feature",
     "current_revision",
+    "database_objects",
     "ddl_lock_timeout",
     "describe_diff",
     "downgrade",
     "drift",
+    "feature_folder",
     "has_state_table",
     "head",
     "include_name",
+    "new_revision",
     "pending",
     "place_new_revision",
     "render_sql",
@@ -56,5 +68,7 @@ __all__ = [
     "revisions",
     "script_directory",
     "stamp",
+    "template_args",
     "upgrade",
+    "writes_file_only",
 ]

@@ -19,7 +19,6 @@ from sqlalchemy import Connection, Engine
 
 from tradedb.core.db import connect_checked
 from tradedb.core.errors import TradeDBError
-from tradedb.core.features import FEATURES
 from tradedb.core.paths import project_root
 from tradedb.core.settings import Environment
 
@@ -62,21 +61,6 @@ def alembic_config(
 
 def script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
-
-
-def place_new_revision(feature: str | None):
-    """Return a ``process_revision_directives`` hook putting a new revision in ``migrations/<feature>/``."""
-
-    def hook(context, revision, directives) -> None:
-        if not feature or not directives:
-            return
-        if feature not in FEATURES:
-            raise TradeDBError(f"unknown feature {feature!r}: choose one of {', '.join(FEATURES)}")
-        script = getattr(context, "script", None)
-        folder = Path(script.dir) if script is not None else project_root() / "migrations"
-        directives[0].version_path = str(folder / feature)
-
-    return hook
 
 
 def revision_info(script: Script) -> RevisionInfo:
