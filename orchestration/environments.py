@@ -15,10 +15,16 @@ from data_migrations.base import DataMigration
 from tradedb.core.settings import ENVIRONMENTS
 from tradedb.schema import RevisionInfo
 
-__all__ = ["ENVIRONMENTS", "revision_key", "data_key", "SCHEMA_POOL"]
+__all__ = ["ENVIRONMENTS", "revision_key", "data_key", "SCHEMA_POOL", "data_pool"]
 
 SCHEMA_POOL = "tradedb_schema"
-"""Dagster pool for schema and data steps: limited to 1 in dagster.yaml, one migration step at a time."""
+"""Dagster pool of schema steps: limited to 1 in dagster.yaml, one revision at a time."""
+
+
+def data_pool(env: str, table: str) -> str:
+    """Dagster pool of the data migrations of one table in one environment (limited to 1 like every pool): a
+    deploy running steps side by side never runs two on one table, and runs those on other tables at once."""
+    return f"tradedb_data_{env}_{table}"
 
 
 def revision_key(env: str, info: RevisionInfo) -> dg.AssetKey:

@@ -12,8 +12,10 @@ import socket
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import build_reconstructable_job
 
 from orchestration.definitions import defs
+from orchestration.executor import PARALLEL
 from orchestration.failures import alert_failed_run, first_error
 from orchestration.instance import HOST_TAG, PID_TAG, ensure_dagster_home, reclaim_dead_cli_runs
 from orchestration.rehearsal.assets import latest_rehearsal
@@ -28,18 +30,34 @@ class JobSummary:
     failure: str | None = None
 
 
-def run_job(job_name: str, *, tags: dict[str, str] | None = None) -> JobSummary:
-    """Execute ``job_name`` in process on the persistent instance and summarise what it did."""
+def job_named(name: str) -> dg.JobDefinition:
+    """The job ``name`` of the code location (how a step process rebuilds a ``parallel`` deploy's job)."""
+    return defs.resolve_job_def(name)
+
+
+def run_job(job_name: str, *, tags: dict[str, str] | None = None, parallel: int = 1) -> JobSummary:
+    """Execute ``job_name`` on the persistent instance and summarise what it did.
+
+    ``parallel`` > 1 runs a deploy's steps side by side (``orchestration.executor``), each in a process of its own,
+    so the job is handed over as reconstructable; otherwise it runs in this process.
+    """
     ensure_dagster_home()
-    job = defs.resolve_job_def(job_name)
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     with dg.DagsterInstance.get() as instance:
         reclaim_dead_cli_runs(instance)
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            tags={**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        if parallel > 1:
+            run_config["execution"] = {"config": {PARALLEL: parallel}}
+            job = build_reconstructable_job(__name__, job_named.__name__, (job_name,))
+            with dg.execute_job(job, instance=instance, run_config=run_config, tags=tags) as result:
+                return _summary(result)
+        result = job_named(job_name).execute_in_process(
+            instance=instance, raise_on_error=False, tags=tags, run_config=run_config
         )
+        return _summary(result)
+
+
+def _summary(result) -> JobSummary:
     summary = JobSummary(result.run_id, result.success)
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization

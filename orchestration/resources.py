@@ -29,10 +29,10 @@ from tradedb.core.launchers import dagster_launcher
 from tradedb.core.scrub import scrub
 from tradedb.core.settings import Environment, resolve_environment
 from tradedb.ops import windows
-from tradedb.ops.backup import take_backup
+from tradedb.ops.backup import list_backups, take_backup
 from tradedb.ops.plan import BACKUP_ENVIRONMENTS, Plan, build_plan
 from tradedb.schema import ledger
-from tradedb.schema.locks import migration_lock
+from tradedb.schema.locks import migration_lock, run_lock_application
 
 OVERRIDE_TAG = "tradedb/window_override"
 DEADLINE_TAG = "tradedb/deadline"
@@ -46,6 +46,7 @@ class Held:
     gate: windows.GateResult
     plan: Plan | None = None
     backup_id: str | None = None
+    by_run: bool = False  # the run's own process holds the lock (steps run in processes of their own)
 
 
 class RunGuard:
@@ -66,9 +67,13 @@ class RunGuard:
             env = resolve_environment(env_name)
             engine = make_engine(env)
             self._stack.callback(engine.dispose)
-            self._stack.enter_context(migration_lock(engine, env))
-            self._held[env_name] = Held(env, gate, self._plan(env))
-            if gate.overridden:
+            by_run = self._stack.enter_context(
+                migration_lock(engine, env, owner=run_lock_application(self.run_id))
+            )
+            # under the run's own lock (steps in processes of their own), each step is one of many: the run
+            # logged its plan once, and the override is recorded once
+            self._held[env_name] = Held(env, gate, self._plan(env, log_it=not by_run), by_run=by_run)
+            if gate.overridden and not (by_run and self._override_recorded(engine)):
                 self._record_override(engine, env, gate)
         return self._held[env_name].env
 
@@ -82,7 +87,7 @@ class RunGuard:
         )
         if step is None:
             return {}
-        first = held.plan.steps[0] is step
+        first = held.plan.steps[0] is step and not held.by_run
         return {
             "planned_estimate": step.estimate_text,
             "planned_lock": step.lock_text,
@@ -92,7 +97,7 @@ class RunGuard:
             **({"deployment_plan": dg.MetadataValue.md(held.plan.markdown())} if first else {}),
         }
 
-    def _plan(self, env: Environment) -> Plan | None:
+    def _plan(self, env: Environment, *, log_it: bool = True) -> Plan | None:
         """The deployment plan at the start of the run, logged whole (the rollback plan of this run)."""
         try:
             deployment = build_plan(env, latest_rehearsal(self.instance) if self.instance else None)
@@ -100,7 +105,7 @@ class RunGuard:
             if self.log:
                 self.log.warning(f"no deployment plan for {env.name}: {exc}")
             return None
-        if self.log:
+        if self.log and log_it:
             self.log.info(f"deployment plan for {env.name}:\n{deployment.markdown()}")
         return deployment
 
@@ -147,12 +152,13 @@ class RunGuard:
         return held.backup_id if held else None
 
     def _backup(self, env: Environment) -> str:
+        reason = f"before deploy run {self.run_id}"
+        if self._held[env.name].by_run:  # another step process of this run may have taken it already
+            earlier = next((b for b in list_backups(env) if b.reason == reason), None)
+            if earlier is not None:
+                return earlier.id
         try:
-            taken = take_backup(
-                env,
-                reason=f"before deploy run {self.run_id}",
-                launched_by=dagster_launcher(self.run_id),
-            )
+            taken = take_backup(env, reason=reason, launched_by=dagster_launcher(self.run_id))
         except Exception as exc:  # any failure to back up, not only ours, means no change
             reason = scrub(first_line(exc))
             raise BackupRefused(
@@ -163,6 +169,11 @@ class RunGuard:
                 f"{env.name}: backup {taken.id} taken before the first schema change ({taken.path})"
             )
         return taken.id
+
+    def _override_recorded(self, engine) -> bool:
+        """Whether a step of this run has already written its override to the ledger."""
+        with engine.connect() as conn:
+            return any(e["kind"] == "override" and e["run_id"] == self.run_id for e in ledger.entries(conn))
 
     def _record_override(self, engine, env: Environment, gate: windows.GateResult) -> None:
         launched_by = dagster_launcher(self.run_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, text
 
 from tradedb.core.errors import TradeDBError
-from tradedb.schema import STATE_SCHEMA, has_state_table
+from tradedb.schema.state_schema import STATE_SCHEMA, ensure_state_tables, has_state_table
 
 S = STATE_SCHEMA
 
@@ -98,15 +98,18 @@ def ensure_schema(conn: Connection) -> None:
     Checked first, because even ``CREATE SCHEMA IF NOT EXISTS`` needs the CREATE privilege on the database, which
     a production migrator role that only reads and writes its tables does not have.
     """
-    current = conn.scalar(
-        text(
-            """SELECT count(*) = 1 FROM information_schema.columns WHERE table_schema = :s
-               AND table_name = 'data_migration_state' AND column_name = :newest"""
-        ),
-        {"s": S, "newest": NEWEST_COLUMN},
-    )
-    if not (current and has_state_table(conn, "data_migration_batches")):
-        conn.execute(text(DDL))
+
+    def current() -> bool:
+        newest = conn.scalar(
+            text(
+                """SELECT count(*) = 1 FROM information_schema.columns WHERE table_schema = :s
+                   AND table_name = 'data_migration_state' AND column_name = :newest"""
+            ),
+            {"s": S, "newest": NEWEST_COLUMN},
+        )
+        return bool(newest) and has_state_table(conn, "data_migration_batches")
+
+    ensure_state_tables(conn, current, DDL)
 
 
 def status_of(conn: Connection, name: str, *, lock: bool = False) -> str:

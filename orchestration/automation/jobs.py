@@ -2,8 +2,10 @@
 ``rehearse_staging`` rehearses the deploy on staging; ``drift_watch`` checks every environment's schema and
 materialises the ledger reports.
 
-Both use the in-process executor: one process, so the migration lock resource lives for the whole run and the
-steps run one after another (the engine scales a data migration out with its own workers).
+Deploy jobs use ``orchestration.executor.deploy_executor``: by default every step in the run's process, one after
+another, under the migration lock the ``guard`` resource holds for the whole run; with ``parallel: N`` in the run
+config, data migrations on different tables side by side, each step in a process of its own, under the lock the
+run's own process holds. The other jobs use the in-process executor.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dagster as dg
 
 import data_migrations
 from orchestration.environments import ENVIRONMENTS, data_key, revision_key
+from orchestration.executor import deploy_executor
 from orchestration.monitoring.assets import report_key
 from orchestration.rehearsal.assets import REHEARSAL_KEY
 from tradedb import schema
@@ -29,7 +32,7 @@ def deploy_job(env_name: str) -> dg.UnresolvedAssetJobDefinition:
         f"deploy_{env_name}",
         selection=dg.AssetSelection.key_prefixes([env_name]),
         description=f"Migrate {env_name}: schema upgrades, data migrations before the contracts that need them, checks.",
-        executor_def=dg.in_process_executor,
+        executor_def=deploy_executor,
         tags={"environment": env_name, "kind": "deploy"},
     )
 

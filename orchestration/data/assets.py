@@ -9,7 +9,7 @@ import dagster as dg
 import data_migrations
 from data_migrations.base import DataMigration
 from data_migrations.engine.progress import log_reporter
-from orchestration.environments import ENVIRONMENTS, SCHEMA_POOL, data_key, revision_key
+from orchestration.environments import ENVIRONMENTS, data_key, data_pool, revision_key
 from orchestration.failures import ERROR_TYPE
 from orchestration.resources import RunGuard
 from orchestration.steps import RETRY, core_call, size_and_rows
@@ -41,7 +41,7 @@ def data_asset(env_name: str, m: DataMigration) -> dg.AssetsDefinition:
         },
         kinds={"postgres", "pandas" if m.kind == "pandas" else "sql"},
         tags={"environment": env_name, "step": "data"},
-        pool=SCHEMA_POOL,
+        pool=data_pool(env_name, m.table),
         retry_policy=RETRY,
         op_tags={"dagster/priority": str(deploy_priority("data", m.name))},
     )

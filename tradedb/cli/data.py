@@ -17,7 +17,7 @@ from tradedb.cli.base import (
     print_data_status,
     resolve_env,
 )
-from tradedb.core.errors import TradeDBError
+from tradedb.core.errors import TradeDBError, first_line
 
 
 @cli.group()
@@ -99,6 +99,13 @@ class WorkersType(click.ParamType):
     is_flag=True,
     help="Do not VACUUM the table when its dead tuples are the run's own; pace instead (TRADEDB_DATA_VACUUM=0).",
 )
+@click.option(
+    "--parallel",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="With several migrations: run up to N side by side, never two on the same table.",
+)
 @click.option("--batch-size", type=click.IntRange(1), help="Pin the batch size (default: adaptive).")
 @click.option("--max-batches", type=int, hidden=True)
 def data_run(
@@ -108,13 +115,14 @@ def data_run(
     deadline: str | None,
     workers: int | str,
     no_vacuum: bool,
+    parallel: int,
     batch_size: int | None,
     max_batches: int | None,
 ) -> None:
-    """Run data migrations to completion with a live progress bar."""
+    """Run data migrations to completion with a live progress bar each (side by side with --parallel)."""
     from data_migrations import get
     from data_migrations.engine.position import runnable
-    from tradedb.cli.progress import run_with_progress
+    from tradedb.cli.progress import Settings, run_with_progress
 
     env = resolve_env(env_name)
     if bool(names) == run_all:
@@ -123,27 +131,28 @@ def data_run(
     if not selected:
         console.print("nothing to run: no data migration is pending at this revision")
         return
-    failed = False
-    for name in selected:
-        result = run_with_progress(
-            env,
-            name,
-            deadline=parse_deadline(deadline),
-            workers=workers,
-            vacuum=not no_vacuum,
-            batch_size=batch_size,
-            max_batches=max_batches,
-            console=console,
-        )
+    settings = Settings(parse_deadline(deadline), workers, not no_vacuum, batch_size, max_batches)
+    outcomes = run_with_progress(env, selected, settings, parallel=parallel, console=console)
+    errors = [(name, o) for name, o in outcomes.items() if isinstance(o, BaseException)]
+    for name, result in outcomes.items():
+        if isinstance(result, BaseException):
+            continue
         colour = "green" if result.status == "finished" else "yellow"
         console.print(
             f"[{colour}]{result.status}[/] {name}: {result.rows_done} rows migrated, {result.rows_quarantined} "
             f"quarantined of {result.source_rows}, {result.batches} batches, {result.retries} retries, "
-            f"{result.seconds:.1f}s ({result.rows_per_s:,.0f} rows/s)"
+            f"{result.seconds:.1f}s ({result.rows_per_s:,.0f} rows/s"
+            + (f", {result.throttled_seconds:.1f}s throttled" if result.throttled_seconds else "")
+            + ")"
             + (f" - {result.stop_reason}" if result.stop_reason else "")
         )
-        failed |= result.status not in ("finished",)
-    if failed:
+    if len(errors) == 1 and len(outcomes) == 1:
+        raise errors[0][1]  # one migration: its error is the command's one line
+    for name, exc in errors:
+        click.echo(f"error: {name}: {first_line(exc)}", err=True)
+    if errors:
+        sys.exit(1)
+    if any(o.status != "finished" for o in outcomes.values()):
         sys.exit(3)
 
 

@@ -37,9 +37,15 @@ from tradedb.core.settings import Environment
     "--deadline",
     help="Stop data migrations by this time (ISO) or after this long (30m); never past the window.",
 )
-def deploy(env_name: str, override_window: str | None, deadline: str | None) -> None:
+@click.option(
+    "--parallel",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Steps at once: N > 1 runs data migrations on different tables side by side (a process per step).",
+)
+def deploy(env_name: str, override_window: str | None, deadline: str | None, parallel: int) -> None:
     """Run the Dagster job deploy_<env> (the one the UI launches): schema, data migrations, checks."""
-
     env = resolve_env(env_name)
     if override_window is None:
         from tradedb.ops.windows import require_window
@@ -47,7 +53,9 @@ def deploy(env_name: str, override_window: str | None, deadline: str | None) -> 
         require_window(env.name)  # refuse here, before Dagster starts, with the same message the run gives
     elif not override_window.strip():
         raise TradeDBError("--override-window needs a reason (it is recorded in the ledger)")
-    if not run_deploy_job(env, console, override_window=override_window, deadline=parse_deadline(deadline)):
+    if not run_deploy_job(
+        env, console, override_window=override_window, deadline=parse_deadline(deadline), parallel=parallel
+    ):
         sys.exit(1)
 
 
@@ -150,10 +158,12 @@ def run_deploy_job(
     *,
     override_window: str | None = None,
     deadline: datetime | None = None,
+    parallel: int = 1,
 ) -> bool:
     """Run ``deploy_<env>`` on the persistent instance; print a summary; True when it succeeded.
 
-    ``override_window`` is the operator's reason to run outside the maintenance window (recorded and alerted).
+    ``override_window`` is the operator's reason to run outside the maintenance window (recorded and alerted);
+    ``parallel`` > 1 runs data migrations on different tables side by side (``orchestration.executor``).
     """
     from orchestration.instance import ensure_dagster_home
     from orchestration.launch import run_job
@@ -169,7 +179,7 @@ def run_deploy_job(
         tags[OVERRIDE_TAG] = override_window
     if deadline is not None:
         tags[DEADLINE_TAG] = deadline.isoformat()
-    summary = run_job(f"deploy_{env.name}", tags=tags)
+    summary = run_job(f"deploy_{env.name}", tags=tags, parallel=parallel)
     table = Table(title=f"run {summary.run_id}", title_justify="left")
     for column in ("step", "outcome", "figures"):
         table.add_column(column, overflow="fold")

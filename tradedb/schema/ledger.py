@@ -27,7 +27,7 @@ from tradedb.core.errors import first_line
 from tradedb.core.paths import project_root
 from tradedb.core.scrub import scrub
 from tradedb.schema.history import revisions
-from tradedb.schema.state_schema import STATE_SCHEMA, has_state_table
+from tradedb.schema.state_schema import STATE_SCHEMA, ensure_state_tables, has_state_table
 
 log = logging.getLogger("tradedb.ledger")
 
@@ -93,8 +93,7 @@ def now() -> datetime:
 
 def ensure(conn: Connection) -> None:
     """Create the ledger table if this database has none yet (idempotent, cheap when it exists)."""
-    if not has_state_table(conn, "ledger"):
-        conn.exec_driver_sql(DDL)
+    ensure_state_tables(conn, lambda: has_state_table(conn, "ledger"), DDL)
 
 
 def record(conn: Connection, entry: LedgerEntry) -> int:

@@ -70,29 +70,46 @@ def holder_pids_sql(database: str) -> str:
     )
 
 
-def lock_holder(engine: Engine) -> str:
-    """Describe the session holding the migration lock (pid, application, since when) for the error message."""
+def _holder_row(engine: Engine):
     with engine.connect() as conn:
-        row = conn.execute(
+        return conn.execute(
             text(
                 "SELECT a.pid, a.application_name, a.backend_start FROM pg_stat_activity a "
                 f"WHERE a.pid IN ({holder_pids_sql('current_database()')})"
             ),
             {"key": LOCK_KEY},
         ).first()
+
+
+def lock_holder(engine: Engine) -> str:
+    """Describe the session holding the migration lock (pid, application, since when) for the error message."""
+    row = _holder_row(engine)
     if row is None:
         return "another session"
     return f"backend pid {row.pid} ({row.application_name or 'unknown application'}, connected {row.backend_start:%Y-%m-%d %H:%M:%S %Z})"
 
 
+def run_lock_application(run_id: str) -> str:
+    """The ``application_name`` of the session a Dagster run holds its environment's lock on for the whole run.
+
+    A deploy that runs steps in processes of their own (data migrations side by side) takes the lock once, in the
+    run's own process; its steps recognise their run's lock by this name and go on under it.
+    """
+    return f"tradedb-run:{run_id}"
+
+
 @contextmanager
-def migration_lock(engine: Engine, env: Environment, *, held: bool = False) -> Iterator[None]:
+def migration_lock(
+    engine: Engine, env: Environment, *, held: bool = False, owner: str | None = None
+) -> Iterator[bool]:
     """Hold the migration lock for the block, or raise ``MigrationLocked`` naming the holder.
 
-    ``held=True`` means the caller already holds it (an orchestrated run locks once for the whole run).
+    ``held=True`` means the caller already holds it (an orchestrated run locks once for the whole run);
+    ``owner``: the application name of a session that may hold it on the caller's behalf (``run_lock_application``),
+    in which case the block runs under that session's lock. Yields whether that owner holds it (not this block).
     """
     if held:
-        yield
+        yield False
         return
     try:
         conn = engine.connect()
@@ -102,6 +119,10 @@ def migration_lock(engine: Engine, env: Environment, *, held: bool = False) -> I
         got = conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY})
         conn.commit()
         if not got:
+            row = _holder_row(engine)
+            if owner is not None and row is not None and row.application_name == owner:
+                yield True  # our run's own process holds it for us
+                return
             holder = lock_holder(engine)
             raise MigrationLocked(
                 f"another migration is running on the {env.name} database ({holder}); "
@@ -109,7 +130,7 @@ def migration_lock(engine: Engine, env: Environment, *, held: bool = False) -> I
                 holder=holder,
             )
         try:
-            yield
+            yield False
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
             conn.commit()

@@ -29,7 +29,7 @@ from tradedb.ops.backup.settings import (
     operator_error,
     without_password,
 )
-from tradedb.schema import STATE_SCHEMA
+from tradedb.schema.state_schema import STATE_SCHEMA, ensure_state_tables, has_state_table
 
 log = logging.getLogger("tradedb.backup")
 
@@ -133,7 +133,7 @@ class Backup:
 
 
 def ensure_backups_table(conn: Connection) -> None:
-    conn.exec_driver_sql(BACKUPS_DDL)
+    ensure_state_tables(conn, lambda: has_state_table(conn, "backups"), BACKUPS_DDL)
 
 
 def record_row(
