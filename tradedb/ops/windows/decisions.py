@@ -31,10 +31,15 @@ class Decision:
 
     @property
     def run_key(self) -> str | None:
-        """One launch per window: a stable Dagster run key from the window's start (None when always open)."""
+        """One launch per window: a stable Dagster run key from the window's start (None when always open).
+
+        Seconds appear only for a window starting at a second other than zero, so keys of minute windows stay as
+        they were.
+        """
         if not self.launch or self.window is None or self.window.open_ended:
             return None
-        return f"window-{self.window.start:%Y%m%dT%H%MZ}"
+        seconds = f"{self.window.start:%S}" if self.window.start.second else ""
+        return f"window-{self.window.start:%Y%m%dT%H%M}{seconds}Z"
 
 
 @dataclass(frozen=True)
