@@ -127,7 +127,8 @@ def test_slot_times_may_have_seconds(tmp_path):
     assert (window.start, window.end) == (utc(2026, 11, 28, 7, 0, 30), utc(2026, 11, 28, 7, 1, 15))
     assert pol.window_at(local(NEW_YORK, 2026, 11, 28, 2, 0, 29)) is None
     assert pol.window_at(local(NEW_YORK, 2026, 11, 28, 2, 1, 15)) is None
-    assert pol.next_window(local(NEW_YORK, 2026, 11, 28, 3)).start == utc(2026, 11, 29, 8, 0, 5)  # a TOML time
+    sunday = pol.next_window(local(NEW_YORK, 2026, 11, 28, 3))  # its start is a TOML local time
+    assert sunday.start == utc(2026, 11, 29, 8, 0, 5)
     # seconds show where they exist, in reasons and run keys; whole minutes read as before
     reason = windows.closed_reason(pol, local(NEW_YORK, 2026, 11, 28, 1))
     assert reason == "outside the maintenance window (next opens at Sat 2026-11-28 02:00:30 EST)"
@@ -204,7 +205,8 @@ def test_spring_forward_window_starts_when_the_clocks_jump(tmp_path):
     # Sunday slot starting "02:00" (really 03:00 EDT) merges into it.
     assert [(w.start, w.end) for w in sunday] == [(utc(2026, 3, 8, 3), utc(2026, 3, 8, 9))]
     assert wall_to_utc(date(2026, 3, 8), 2 * 3600, ZoneInfo(NEW_YORK)) == utc(2026, 3, 8, 7)  # = 03:00 EDT
-    assert wall_to_utc(date(2026, 3, 8), 2 * 3600 + 30 * 60, ZoneInfo(NEW_YORK)) == utc(2026, 3, 8, 7)  # not 03:30
+    half_past = 2 * 3600 + 30 * 60
+    assert wall_to_utc(date(2026, 3, 8), half_past, ZoneInfo(NEW_YORK)) == utc(2026, 3, 8, 7)  # not 03:30
     assert wall_to_utc(date(2026, 3, 8), 3 * 3600, ZoneInfo(NEW_YORK)) == utc(2026, 3, 8, 7)
     # A week later the same night is its full 7 hours.
     normal = pol.windows_between(utc(2026, 3, 15, 5), utc(2026, 3, 15, 6))

@@ -210,8 +210,9 @@ def _parse_time(file: Path, where: str, raw: Any, *, allow_24: bool) -> int:
     text = raw.strip() if isinstance(raw, str) else ""
     parts = text.split(":")
     if len(parts) in (2, 3) and all(p.isdigit() and len(p) == 2 for p in parts):
-        hours, minutes, seconds = int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
-        if (hours < 24 and minutes < 60 and seconds < 60) or (allow_24 and (hours, minutes, seconds) == (24, 0, 0)):
+        hours, minutes, seconds = (int(p) for p in [*parts, "00"][:3])
+        in_day = hours < 24 and minutes < 60 and seconds < 60
+        if in_day or (allow_24 and (hours, minutes, seconds) == (24, 0, 0)):
             return hours * 3600 + minutes * 60 + seconds
     hint = "00:00 to 24:00" if allow_24 else "00:00 to 23:59:59"
     _bad(file, where, f"bad time {raw!r} (use HH:MM or HH:MM:SS, {hint})")
