@@ -76,14 +76,7 @@ def load_config() -> dict:
             validate_webhook(
                 section["alert_webhook"], f"config file {path} [environments.{name}] alert_webhook"
             )
-    alerts = data.get("alerts", {})
-    if not isinstance(alerts, dict) or not isinstance(alerts.get("log", ""), str):
-        raise TradeDBError(
-            f"malformed config file {path}: [alerts] must be a table and its log a string path"
-        )
-    dedup = alerts.get("dedup_seconds", 0)
-    if isinstance(dedup, bool) or not isinstance(dedup, int | float) or dedup < 0:
-        raise TradeDBError(f"malformed config file {path}: [alerts] dedup_seconds must be a number >= 0")
+    validate_alerts(data.get("alerts", {}), path)
     validate_backups(data.get("backups", {}), path)
     return data
 
@@ -121,6 +114,31 @@ def resolve_environment(explicit: str | None = None) -> Environment:
 def database_name(environment: str) -> str:
     """Return the embedded database name for an environment (one database per environment)."""
     return f"tradedb_{environment}"
+
+
+ALERT_KEYS = ("log", "dedup_seconds", "max_bytes", "backups")
+
+
+def validate_alerts(section: object, path: Path) -> None:
+    """Check ``[alerts]``: log a path string, dedup_seconds a number >= 0, the rotation's whole numbers."""
+    where = f"malformed config file {path}: [alerts]"
+    if not isinstance(section, dict) or not isinstance(section.get("log", ""), str):
+        raise TradeDBError(f"{where} must be a table and its log a string path")
+    unknown = sorted(set(section) - set(ALERT_KEYS))
+    if unknown:
+        raise TradeDBError(
+            f"{where} has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(ALERT_KEYS)})"
+        )
+    dedup = section.get("dedup_seconds", 0)
+    if isinstance(dedup, bool) or not isinstance(dedup, int | float) or dedup < 0:
+        raise TradeDBError(f"{where} dedup_seconds must be a number >= 0")
+    for key, least, meaning in (
+        ("max_bytes", 0, "the size at which the log rotates; 0 never rotates"),
+        ("backups", 1, "how many rotated files are kept"),
+    ):
+        value = section.get(key, least)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise TradeDBError(f"{where} {key} must be a whole number >= {least} ({meaning}), got {value!r}")
 
 
 BACKUP_KEYS = ("root", "keep", "jobs")
