@@ -11,11 +11,9 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-import dagster as dg
-
 from orchestration.definitions import defs
 from orchestration.failures import alert_failed_run, first_error
-from orchestration.instance import HOST_TAG, PID_TAG, ensure_dagster_home, reclaim_dead_cli_runs
+from orchestration.instance import HOST_TAG, PID_TAG, open_instance, reclaim_dead_cli_runs
 from orchestration.rehearsal.assets import latest_rehearsal
 
 
@@ -30,9 +28,8 @@ class JobSummary:
 
 def run_job(job_name: str, *, tags: dict[str, str] | None = None) -> JobSummary:
     """Execute ``job_name`` in process on the persistent instance and summarise what it did."""
-    ensure_dagster_home()
     job = defs.resolve_job_def(job_name)
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         reclaim_dead_cli_runs(instance)
         result = job.execute_in_process(
             instance=instance,
@@ -59,6 +56,5 @@ def run_job(job_name: str, *, tags: dict[str, str] | None = None) -> JobSummary:
 
 def latest_rehearsal_report():
     """The last rehearsal recorded on the persistent instance (for ``tradedb plan``), or None."""
-    ensure_dagster_home()
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         return latest_rehearsal(instance)

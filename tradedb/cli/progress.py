@@ -8,9 +8,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from data_migrations import engine
-from data_migrations.engine import RunOptions, RunResult
+from data_migrations.engine import RunResult
 from data_migrations.engine.progress import Progress as Snapshot
 from tradedb.core.settings import Environment
+from tradedb.ops.pipeline import configured_options
 
 
 def run_with_progress(
@@ -45,7 +46,7 @@ def run_with_progress(
                 note=f"throttled: {p.throttled}" if p.throttled else "",
             )
 
-        options = RunOptions(
+        options = configured_options(
             deadline=deadline,
             workers=workers,
             on_progress=show,

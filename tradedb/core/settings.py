@@ -78,6 +78,7 @@ def load_config() -> dict:
             )
     validate_alerts(data.get("alerts", {}), path)
     validate_backups(data.get("backups", {}), path)
+    validate_data_migrations(data.get("data_migrations", {}), path)
     return data
 
 
@@ -100,15 +101,21 @@ def validate_webhook(value: object, source: str) -> str:
 def resolve_environment(explicit: str | None = None) -> Environment:
     """Resolve an environment name to its database URL, starting the embedded server when none is configured."""
     name = current_environment_name(explicit)
+    url = configured_url(name)
+    if url is not None:
+        return Environment(name, url, embedded=False)
+    return Environment(name, embedded_url(database_name(name)), embedded=True)
+
+
+def configured_url(name: str) -> URL | None:
+    """The URL ``TRADEDB_<ENV>_URL`` or the config file gives environment ``name``; None means the embedded one."""
     variable = f"TRADEDB_{name.upper()}_URL"
     if os.environ.get(variable):
-        return Environment(name, normalise_url(os.environ[variable], variable), embedded=False)
+        return normalise_url(os.environ[variable], variable)
     section = load_config().get("environments", {}).get(name, {})
     if section.get("url"):
-        return Environment(
-            name, normalise_url(section["url"], f"{config_path()} [environments.{name}]"), False
-        )
-    return Environment(name, embedded_url(database_name(name)), embedded=True)
+        return normalise_url(section["url"], f"{config_path()} [environments.{name}]")
+    return None
 
 
 def database_name(environment: str) -> str:
@@ -139,6 +146,29 @@ def validate_alerts(section: object, path: Path) -> None:
         value = section.get(key, least)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise TradeDBError(f"{where} {key} must be a whole number >= {least} ({meaning}), got {value!r}")
+
+
+DATA_MIGRATION_KEYS = ("max_batch",)
+
+
+def validate_data_migrations(section: object, path: Path) -> None:
+    """Check ``[data_migrations]``: ``max_batch``, the most rows one batch of a deploy may take, a whole number >= 1."""
+    where = f"malformed config file {path}: [data_migrations]"
+    if not isinstance(section, dict):
+        raise TradeDBError(f"{where} must be a table")
+    unknown = sorted(set(section) - set(DATA_MIGRATION_KEYS))
+    if unknown:
+        raise TradeDBError(
+            f"{where} has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(DATA_MIGRATION_KEYS)})"
+        )
+    value = section.get("max_batch", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TradeDBError(f"{where} max_batch must be a whole number of rows >= 1, got {value!r}")
+
+
+def max_batch_setting() -> int | None:
+    """``[data_migrations] max_batch``: a cap on the engine's adaptive batch size, or None (the engine's own)."""
+    return load_config().get("data_migrations", {}).get("max_batch")
 
 
 BACKUP_KEYS = ("root", "keep", "jobs")
