@@ -359,7 +359,8 @@ def test_decision_launch_inside_with_a_deadline(saturday):
     )
     assert decision.launch
     assert decision.deadline == utc(2026, 11, 28, 10, 45)  # 06:00 EST minus the 15 minute margin
-    assert "rehearsed 2h 00m" in decision.reason and "3h 45m left" in decision.reason
+    assert "estimated 2h 00m (rehearsed, scaled to production's rows)" in decision.reason
+    assert "3h 45m left" in decision.reason
     assert decision.run_key == "window-20261128T0700Z"
 
 
@@ -368,7 +369,8 @@ def test_decision_does_not_fit(saturday):
     decision = decide_launch(saturday, now, pending_steps=2, estimated_seconds=3600)
     assert not decision.launch and decision.deadline is None
     assert decision.reason.startswith(
-        "the rehearsed duration 1h 00m of 2 pending step(s) does not fit in the 45m left before "
+        "the estimated duration 1h 00m of 2 pending step(s) (rehearsed, scaled to production's rows) does not "
+        "fit in the 45m left before "
         "Sat 2026-11-28 05:45 EST (margin 15m)"
     )
     assert "the next window long enough opens Sat 2026-12-05 02:00 EST" in decision.reason

@@ -157,7 +157,7 @@ def rehearse() -> None:
 def plan(env_name: str, as_json: bool) -> None:
     """What a deploy would do now: steps, rehearsed durations and locks, window need, backup, rollback commands."""
     from orchestration.launch import latest_rehearsal_report
-    from tradedb.ops.plan import build_plan
+    from tradedb.ops.plan import SCALING, build_plan
 
     deployment = build_plan(resolve_env(env_name), latest_rehearsal_report())
     if as_json:
@@ -168,6 +168,7 @@ def plan(env_name: str, as_json: bool) -> None:
         f"{len(deployment.steps)} step(s) pending"
     )
     console.print(f"rehearsal: {deployment.rehearsal}")
+    console.print(f"estimates: {SCALING}")
     console.print(f"backup to restore: {deployment.backup}")
     if not deployment.steps:
         console.print("[green]nothing pending[/]")
@@ -178,7 +179,7 @@ def plan(env_name: str, as_json: bool) -> None:
     for s in deployment.steps:
         table.add_row(
             f"{s.kind} {s.name}",
-            s.estimate_text,
+            s.estimate_text + (f" ({s.basis})" if s.basis else ""),
             s.lock_text,
             ("[yellow]window[/]" if s.needs_window else "online") + f": {s.why}",
             s.rollback,
