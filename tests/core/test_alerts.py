@@ -401,9 +401,18 @@ def test_several_processes_write_one_rotating_log_without_losing_or_breaking_a_l
         ("[alerts]\nbackups = 0\n", "[alerts] backups must be a whole number >= 1 (how many rotated files"),
         ("[alerts]\nbackups = 2.5\n", "[alerts] backups must be a whole number >= 1"),
         ("[alerts]\nmax_byte = 1000\n", "[alerts] has unknown key(s) max_byte (allowed: log, dedup_seconds,"),
+        ("[alerts]\nlog = 5\n", "[alerts] log must be a string path"),
+        (
+            "[data_migrations]\nmax_batch = 0\n",
+            "[data_migrations] max_batch must be a whole number >= 1 (rows)",
+        ),
+        (
+            "[data_migrations]\nbatch = 10\n",
+            "[data_migrations] has unknown key(s) batch (allowed: max_batch)",
+        ),
     ],
 )
-def test_bad_rotation_settings_are_one_clear_error(alert_log, tmp_path, body, expected):
+def test_bad_rotation_and_batch_settings_are_one_clear_error(alert_log, tmp_path, body, expected):
     config = tmp_path / "tradedb.toml"
     config.write_text(body)
     with pytest.raises(TradeDBError, match=re.escape(expected)):

@@ -24,6 +24,7 @@ from tradedb.core import alerts
 from tradedb.core.db import connect_checked
 from tradedb.core.settings import Environment
 from tradedb.ops.checksums import database_checksums
+from tradedb.ops.pipeline import configured_options
 from tradedb.schema import ledger
 
 ROWS = 8_000  # trades: at one row per batch the backfill takes well over the seconds the window leaves it
@@ -72,6 +73,19 @@ def schema_steps(run_id: str) -> dict[str, tuple[float, str]]:
 def checksums(env) -> dict[str, str]:
     with connect_checked(env) as conn:
         return database_checksums(conn)
+
+
+def test_max_batch_caps_the_batches_of_deploys_rehearsals_and_data_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADEDB_CONFIG", str(tmp_path / "tradedb.toml"))
+    (tmp_path / "tradedb.toml").write_text("")
+    default = configured_options()
+    assert (default.min_batch, default.initial_batch, default.max_batch) == (100, 2_000, 50_000)
+    (tmp_path / "tradedb.toml").write_text("[data_migrations]\nmax_batch = 500\n")
+    capped = configured_options(environment="production")
+    assert (capped.min_batch, capped.initial_batch, capped.max_batch) == (100, 500, 500)
+    assert capped.environment == "production"
+    (tmp_path / "tradedb.toml").write_text("[data_migrations]\nmax_batch = 1\n")
+    assert (configured_options().min_batch, configured_options().max_batch) == (1, 1)
 
 
 @pytest.fixture

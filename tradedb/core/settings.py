@@ -124,46 +124,26 @@ def database_name(environment: str) -> str:
 
 
 ALERT_KEYS = ("log", "dedup_seconds", "max_bytes", "backups")
+DATA_MIGRATION_KEYS = ("max_batch",)
+BACKUP_KEYS = ("root", "keep", "jobs")
 
 
 def validate_alerts(section: object, path: Path) -> None:
     """Check ``[alerts]``: log a path string, dedup_seconds a number >= 0, the rotation's whole numbers."""
-    where = f"malformed config file {path}: [alerts]"
-    if not isinstance(section, dict) or not isinstance(section.get("log", ""), str):
-        raise TradeDBError(f"{where} must be a table and its log a string path")
-    unknown = sorted(set(section) - set(ALERT_KEYS))
-    if unknown:
-        raise TradeDBError(
-            f"{where} has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(ALERT_KEYS)})"
-        )
+    where = _known_table(section, path, "alerts", ALERT_KEYS)
+    if not isinstance(section.get("log", ""), str):
+        raise TradeDBError(f"{where} log must be a string path")
     dedup = section.get("dedup_seconds", 0)
     if isinstance(dedup, bool) or not isinstance(dedup, int | float) or dedup < 0:
         raise TradeDBError(f"{where} dedup_seconds must be a number >= 0")
-    for key, least, meaning in (
-        ("max_bytes", 0, "the size at which the log rotates; 0 never rotates"),
-        ("backups", 1, "how many rotated files are kept"),
-    ):
-        value = section.get(key, least)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise TradeDBError(f"{where} {key} must be a whole number >= {least} ({meaning}), got {value!r}")
-
-
-DATA_MIGRATION_KEYS = ("max_batch",)
+    _whole_number(section, "max_bytes", where, 0, " (the size at which the log rotates; 0 never rotates)")
+    _whole_number(section, "backups", where, 1, " (how many rotated files are kept)")
 
 
 def validate_data_migrations(section: object, path: Path) -> None:
     """Check ``[data_migrations]``: ``max_batch``, the most rows one batch of a deploy may take, a whole number >= 1."""
-    where = f"malformed config file {path}: [data_migrations]"
-    if not isinstance(section, dict):
-        raise TradeDBError(f"{where} must be a table")
-    unknown = sorted(set(section) - set(DATA_MIGRATION_KEYS))
-    if unknown:
-        raise TradeDBError(
-            f"{where} has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(DATA_MIGRATION_KEYS)})"
-        )
-    value = section.get("max_batch", 1)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TradeDBError(f"{where} max_batch must be a whole number of rows >= 1, got {value!r}")
+    where = _known_table(section, path, "data_migrations", DATA_MIGRATION_KEYS)
+    _whole_number(section, "max_batch", where, 1, " (rows)")
 
 
 def max_batch_setting() -> int | None:
@@ -171,22 +151,28 @@ def max_batch_setting() -> int | None:
     return load_config().get("data_migrations", {}).get("max_batch")
 
 
-BACKUP_KEYS = ("root", "keep", "jobs")
-
-
 def validate_backups(section: object, path: Path) -> None:
     """Check ``[backups]``: root a path string, keep and jobs whole numbers >= 1, nothing else (typos surface)."""
-    where = f"malformed config file {path}: [backups]"
-    if not isinstance(section, dict):
-        raise TradeDBError(f"{where} must be a table")
-    unknown = sorted(set(section) - set(BACKUP_KEYS))
-    if unknown:
-        raise TradeDBError(
-            f"{where} has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(BACKUP_KEYS)})"
-        )
+    where = _known_table(section, path, "backups", BACKUP_KEYS)
     if "root" in section and (not isinstance(section["root"], str) or not section["root"].strip()):
         raise TradeDBError(f"{where} root must be a folder path string")
     for key in ("keep", "jobs"):
-        value = section.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TradeDBError(f"{where} {key} must be a whole number >= 1, got {value!r}")
+        _whole_number(section, key, where, 1)
+
+
+def _known_table(section: object, path: Path, name: str, allowed: tuple[str, ...]) -> str:
+    """``[name]`` must be a table of ``allowed`` keys only (a typo is an error, not a silently ignored setting);
+    returns the prefix of its error messages."""
+    where = f"malformed config file {path}: [{name}]"
+    if not isinstance(section, dict):
+        raise TradeDBError(f"{where} must be a table")
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise TradeDBError(f"{where} has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
+    return where
+
+
+def _whole_number(section: dict, key: str, where: str, least: int, meaning: str = "") -> None:
+    value = section.get(key, least)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise TradeDBError(f"{where} {key} must be a whole number >= {least}{meaning}, got {value!r}")
