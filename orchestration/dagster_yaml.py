@@ -121,25 +121,28 @@ def storage_url(raw: str, source: str) -> URL:
 def check(path: Path) -> Storage:
     """Everything tradedb can tell about ``path`` before Dagster reads it; one ``TradeDBError`` line if wrong.
 
-    The file parses; a PostgreSQL storage names the psycopg2 driver, its environment variables are set, it is not
-    one of the app's databases, and it answers.
+    The file parses; each PostgreSQL storage names the psycopg2 driver, its environment variables are set, it is
+    not one of the app's databases, and it answers. Returns where the runs are kept.
     """
-    storage = storage_of(path)
-    if storage.url is not None:
+    found = storages(path)
+    for storage in {s.url: s for s in found if s.url is not None}.values():
         refuse_app_database(path, storage)
         require_reachable(path, storage)
-    return storage
+    return found[0]
 
 
 def storage_of(path: Path) -> Storage:
-    """Read ``path`` and say where it keeps Dagster's runs, checking each PostgreSQL entry's driver."""
-    data = _read(path)
-    found = list(_postgres_entries(data, ()))
-    if not found:
-        return Storage("default", None)
-    urls = [(where, _entry_url(path, where, entry)) for where, entry in found]
-    where, url = urls[0]
-    return Storage(where, url)
+    """Where ``path`` keeps Dagster's runs (its drivers checked, nothing connected)."""
+    return storages(path)[0]
+
+
+def storages(path: Path) -> list[Storage]:
+    """Every PostgreSQL storage ``path`` names (``storage.postgres``, or the older per-storage ``*_storage``
+    entries), each checked for the psycopg2 driver; the default storage when it names none."""
+    found = [
+        Storage(where, _entry_url(path, where, entry)) for where, entry in _postgres_entries(_read(path), ())
+    ]
+    return found or [Storage("default", None)]
 
 
 def refuse_app_database(path: Path | str, storage: Storage) -> None:

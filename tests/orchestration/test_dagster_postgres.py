@@ -295,3 +295,26 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 180) -> None:
         assert proc.poll() is None, "the first deploy ended before the second was launched"
         assert time.monotonic() < end, "timed out"
         time.sleep(0.1)
+
+
+def test_the_older_per_storage_entries_are_checked_too(tmp_path):
+    from orchestration.dagster_yaml import check, storages
+
+    file = tmp_path / "dagster.yaml"
+    file.write_text(
+        "run_storage:\n  module: dagster_postgres.run_storage\n  class: PostgresRunStorage\n  config:\n"
+        "    postgres_db:\n      hostname: db\n      username: dagster\n      db_name: dagster\n"
+        "      scheme: postgresql+psycopg2\n"
+        "event_log_storage:\n  module: dagster_postgres.event_log\n  class: PostgresEventLogStorage\n  config:\n"
+        "    postgres_url: postgresql://dagster@db/dagster\n"
+    )
+    with pytest.raises(
+        TradeDBError, match=r"event_log_storage\.config\.postgres_url starts with postgresql://"
+    ):
+        storages(file)
+    file.write_text(file.read_text().replace("postgresql://", "postgresql+psycopg2://"))
+    assert [s.where for s in storages(file)] == ["run_storage.config", "event_log_storage.config"]
+    with pytest.raises(TradeDBError, match="cannot be reached"):  # host "db" does not resolve here
+        check(file)
+    file.write_text("")
+    assert check(file).url is None and "default storage" in check(file).describe()
