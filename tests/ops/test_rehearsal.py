@@ -500,6 +500,9 @@ def test_the_plan_scales_a_10k_rehearsal_to_a_100k_production_within_30_percent(
     assert len(estimates) == 4 and all(s.estimated_s is not None for s in estimates.values())
     assert all("batches x" in s.basis and "production " in s.basis for s in estimates.values())
     assert f"estimates: {SCALING}" in plan.markdown()
+    # the schedule's "does it fit" takes this total: the scaled steps (no backup timed yet), not the rehearsal's
+    assert plan.estimated_seconds == pytest.approx(sum(s.estimated_s for s in plan.steps))
+    assert plan.estimated_seconds > 3 * report.deploy_seconds
 
     real: dict[str, float] = {}
     for step in deploy_order(FIRST_RELEASE):
