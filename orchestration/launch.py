@@ -17,7 +17,7 @@ from dagster._core.definitions.reconstruct import build_reconstructable_job
 from orchestration.definitions import defs
 from orchestration.executor import PARALLEL
 from orchestration.failures import alert_failed_run, first_error
-from orchestration.instance import HOST_TAG, PID_TAG, ensure_dagster_home, reclaim_dead_cli_runs
+from orchestration.instance import HOST_TAG, PID_TAG, open_instance, reclaim_dead_cli_runs
 from orchestration.rehearsal.assets import latest_rehearsal
 
 
@@ -41,10 +41,9 @@ def run_job(job_name: str, *, tags: dict[str, str] | None = None, parallel: int 
     ``parallel`` > 1 runs a deploy's steps side by side (``orchestration.executor``), each in a process of its own,
     so the job is handed over as reconstructable; otherwise it runs in this process.
     """
-    ensure_dagster_home()
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         reclaim_dead_cli_runs(instance)
         if parallel > 1:
             run_config["execution"] = {"config": {PARALLEL: parallel}}
@@ -77,6 +76,5 @@ def _summary(result) -> JobSummary:
 
 def latest_rehearsal_report():
     """The last rehearsal recorded on the persistent instance (for ``tradedb plan``), or None."""
-    ensure_dagster_home()
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         return latest_rehearsal(instance)

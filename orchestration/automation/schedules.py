@@ -1,22 +1,46 @@
 """Schedules: the production deploy at each maintenance window, and the drift watch.
 
-The window schedule ticks every ``TICK_MINUTES`` and lets ``tradedb.ops.windows.decide_launch`` decide: it launches
-once per window (the run key is the window's start) and otherwise skips with the reason the UI shows in the
-schedule's tick history: nothing pending, outside the window, the rehearsed duration does not fit the time
-left, or a deploy is still running. An always-open production (``always = true``) launches once per pending
+The window schedule ticks every ``TICK_MINUTES`` (or ``TRADEDB_WINDOW_TICK_MINUTES``) and lets
+``tradedb.ops.windows.decide_launch`` decide: it launches once per window (the run key is the window's start) and
+otherwise skips with the reason the UI shows in the schedule's tick history: nothing pending, outside the window,
+the estimated duration does not fit the time left, or a deploy is still running. An always-open production (``always = true``) launches once per pending
 state. Both start stopped: an operator turns on automation for production deliberately (Automation tab, or
 ``dagster schedule start production_window_deploy``).
 """
+
+import os
 
 import dagster as dg
 
 from orchestration.automation.jobs import DRIFT_WATCH_JOB
 from orchestration.rehearsal.assets import latest_rehearsal
+from tradedb.core.errors import TradeDBError
 from tradedb.core.settings import resolve_environment
 from tradedb.ops import plan, windows
 
 TICK_MINUTES = 15  # how late after a window opens the deploy may start
+TICK_VARIABLE = "TRADEDB_WINDOW_TICK_MINUTES"  # another tick, read when the code location loads
 DRIFT_WATCH_CRON = "7 * * * *"  # hourly, off the hour
+
+
+def tick_minutes() -> int:
+    """``TRADEDB_WINDOW_TICK_MINUTES`` or 15: a divisor of 60, so ticks fall at the same minutes every hour.
+
+    A shorter tick starts a deploy sooner after a window opens (and lets the end-to-end test see three ticks in
+    about two minutes); every tick is one evaluation: a plan built against production.
+    """
+    raw = os.environ.get(TICK_VARIABLE, "").strip()
+    if not raw:
+        return TICK_MINUTES
+    if not raw.isdigit() or int(raw) < 1 or 60 % int(raw):
+        raise TradeDBError(
+            f"{TICK_VARIABLE} must be a whole number of minutes dividing 60 (1, 5, 15...), not {raw!r}"
+        )
+    return int(raw)
+
+
+def tick_cron(minutes: int) -> str:
+    return "0 * * * *" if minutes == 60 else f"*/{minutes} * * * *"
 
 
 def window_decision(instance: dg.DagsterInstance, now) -> tuple[windows.Decision, plan.Plan]:
@@ -35,7 +59,7 @@ def window_decision(instance: dg.DagsterInstance, now) -> tuple[windows.Decision
 @dg.schedule(
     name="production_window_deploy",
     job_name="deploy_production",
-    cron_schedule=f"*/{TICK_MINUTES} * * * *",
+    cron_schedule=tick_cron(tick_minutes()),
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Deploy production at the start of each maintenance window when what is pending fits in it.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -319,3 +320,104 @@ def test_cli_lists_alerts_and_sends_a_test(webhook, alert_log):
     assert webhook.posts[-1]["content"].startswith("🔵 [production] test:")
     none = run_cli("alerts", "--test", "--env", "staging", extra=extra)
     assert none.returncode == 1 and "no alert webhook for staging" in none.stderr
+
+
+# ------------------------------------------------------------------------------------------------ rotation
+
+
+def rotated(path: Path) -> list[Path]:
+    """The log's files, oldest first."""
+    return sorted(path.parent.glob(path.name + ".*[0-9]"), key=lambda p: -int(p.suffix[1:])) + [path]
+
+
+def test_the_log_rotates_by_size_keeps_n_files_and_is_read_across_them(webhook, alert_log, tmp_path):
+    (tmp_path / "tradedb.toml").write_text("[alerts]\nmax_bytes = 2000\nbackups = 3\n")
+    for n in range(60):
+        alerts.send("dev", alerts.DRIFT, f"drift number {n}")
+    files = rotated(alert_log)
+    assert [p.name for p in files] == ["alerts.log.3", "alerts.log.2", "alerts.log.1", "alerts.log"]
+    assert all(p.stat().st_size <= 2000 for p in files)
+    kept = [r["title"] for p in files for r in logged(p)]
+    assert kept == [f"drift number {n}" for n in range(60 - len(kept), 60)]  # the oldest fell off, in order
+    assert 10 < len(kept) < 60
+    # `recent` and `tradedb alerts` read across the rotation
+    assert [r["title"] for r in alerts.recent(len(kept))] == kept
+    assert len(logged(alert_log)) < len(kept)
+    listed = run_cli(
+        "alerts",
+        "--json",
+        "--limit",
+        str(len(kept)),
+        extra={"TRADEDB_ALERT_LOG": str(alert_log), "TRADEDB_CONFIG": str(tmp_path / "tradedb.toml")},
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [r["title"] for r in json.loads(listed.stdout)] == kept
+
+    # the dedup lookback too: the file rotates right after an alert, and the same alert is still suppressed
+    (tmp_path / "tradedb.toml").write_text("[alerts]\nmax_bytes = 600\nbackups = 3\n")
+    alerts.send("production", alerts.DRIFT, "schema drift on production", "x" * 300)
+    alerts.send("production", alerts.DRIFT, "schema drift on production", "x" * 300)
+    assert len(webhook.posts) == 1
+    assert [r["delivery"] for r in alerts.recent(2)] == ["sent", "suppressed"]
+    assert logged(alert_log)[-1]["delivery"] == "suppressed" and len(logged(alert_log)) == 1  # it rotated
+
+
+WRITER = """
+import sys
+from tradedb.core import alerts
+for n in range(int(sys.argv[2])):
+    alerts.send("dev", alerts.DRIFT, f"writer {sys.argv[1]} alert {n}", "d" * 40)
+"""
+
+
+def test_several_processes_write_one_rotating_log_without_losing_or_breaking_a_line(alert_log, tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "tradedb.toml").write_text("[alerts]\nmax_bytes = 3000\nbackups = 200\n")
+    writers, each = 4, 60
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(w), str(each)], cwd=Path(__file__).parents[2])
+        for w in range(writers)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0] * writers
+    files = rotated(alert_log)
+    assert len(files) > 10  # it rotated many times while four processes wrote
+    lines = [line for p in files for line in p.read_text().splitlines()]
+    records = [json.loads(line) for line in lines]  # every line whole
+    titles = [r["title"] for r in records]
+    assert sorted(titles) == sorted(f"writer {w} alert {n}" for w in range(writers) for n in range(each))
+    for w in range(writers):  # each writer's alerts in the order it wrote them
+        mine = [t for t in titles if t.startswith(f"writer {w} ")]
+        assert mine == [f"writer {w} alert {n}" for n in range(each)]
+    assert all(p.stat().st_size <= 3000 for p in files)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[alerts]\nmax_bytes = -1\n", "[alerts] max_bytes must be a whole number >= 0"),
+        ('[alerts]\nmax_bytes = "10MB"\n', "[alerts] max_bytes must be a whole number >= 0"),
+        ("[alerts]\nbackups = 0\n", "[alerts] backups must be a whole number >= 1 (how many rotated files"),
+        ("[alerts]\nbackups = 2.5\n", "[alerts] backups must be a whole number >= 1"),
+        ("[alerts]\nmax_byte = 1000\n", "[alerts] has unknown key(s) max_byte (allowed: log, dedup_seconds,"),
+        ("[alerts]\nlog = 5\n", "[alerts] log must be a string path"),
+        (
+            "[data_migrations]\nmax_batch = 0\n",
+            "[data_migrations] max_batch must be a whole number >= 1 (rows)",
+        ),
+        (
+            "[data_migrations]\nbatch = 10\n",
+            "[data_migrations] has unknown key(s) batch (allowed: max_batch)",
+        ),
+    ],
+)
+def test_bad_rotation_and_batch_settings_are_one_clear_error(alert_log, tmp_path, body, expected):
+    config = tmp_path / "tradedb.toml"
+    config.write_text(body)
+    with pytest.raises(TradeDBError, match=re.escape(expected)):
+        load_config()
+    result = run_cli("alerts", extra={"TRADEDB_CONFIG": str(config)})
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: malformed config file {config}: ") and expected in line

@@ -7,25 +7,26 @@ import shutil
 import threading
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from data_migrations import engine
 from tests.helpers import current, execute, scalar, seeded
 from tradedb import schema
 from tradedb.core.errors import TradeDBError
 from tradedb.core.paths import project_root
 from tradedb.core.settings import Environment
 from tradedb.ops import rehearsal
-from tradedb.ops.deploy_order import FINGERPRINT_CHARS, Step, deploy_order, deploy_priority, fingerprint
+from tradedb.ops.deploy_order import FINGERPRINT_CHARS, deploy_order, deploy_priority, fingerprint
+from tradedb.ops.pipeline import apply_revision
+from tradedb.ops.plan import SCALING, build_plan
 from tradedb.ops.rehearsal import (
     LockSampler,
     Refreshed,
     RehearsalFailed,
     RehearsalReport,
     StepMeasurement,
-    estimated_seconds,
     rehearse,
     rehearsing,
 )
@@ -196,7 +197,11 @@ def test_rehearsal_from_release_1_measures_every_step_and_survives_the_round_tri
 
     restored = RehearsalReport.from_json(json.loads(json.dumps(report.to_json())))
     assert restored.to_json() == report.to_json() and restored.ok
-    assert estimated_seconds(restored, deploy_order(FIRST_RELEASE)) == pytest.approx(report.deploy_seconds)
+    data = [s for s in restored.steps if s.kind == "data"]
+    assert [s.name for s in data] == [s.name for s in deploy_order(FIRST_RELEASE) if s.kind == "data"]
+    for s in data:  # what each was rehearsed on, for the plan to scale by
+        assert s.pending_rows == s.rows + s.quarantined and s.table_rows >= s.pending_rows
+        assert 0 < s.batch_seconds <= s.seconds
     entry = scalar(staging, "SELECT outcome FROM tradedb_migrations.ledger WHERE kind = 'rehearsal'")
     assert entry == "success"
 
@@ -438,17 +443,25 @@ def test_re_upgrade_must_reproduce_even_the_tables_a_downgrade_may_change(make_d
     assert "round trip: FAILED: re-upgrade differs in: ticker_setups" in report.summary()
 
 
-def test_estimated_seconds_sums_rehearsed_steps_and_refuses_to_guess():
-    report = RehearsalReport("f", "staging", "seeded", datetime.now(UTC), "0017")
-    report.steps = [
-        StepMeasurement("schema", "0016", "discord", 1.5),
-        StepMeasurement("schema", "0017", "execution", 2.25),
-        StepMeasurement("data", "discord.split_alert_types", "discord", 10.0, rows=60),
-    ]
-    pending = [Step("schema", "0016", "discord"), Step("schema", "0017", "execution")]
-    assert estimated_seconds(report, pending) == pytest.approx(3.75)
-    assert estimated_seconds(report, []) == 0
-    assert estimated_seconds(report, [*pending, Step("schema", "0015", "events")]) is None
+def test_a_data_steps_time_scales_with_rows_its_fixed_part_does_not():
+    step = StepMeasurement(
+        "data", "execution.backfill_trade_notional", "execution", 3.0,
+        table_rows=20_000, pending_rows=10_000, batch_seconds=2.0,
+    )  # fmt: skip
+    assert step.scaled_seconds(10_000, "pending")[0] == pytest.approx(3.0)  # the same rows: as rehearsed
+    seconds, basis = step.scaled_seconds(100_000, "pending")
+    assert seconds == pytest.approx(1.0 + 2.0 * 10) and "10,000 rows needing it, production 100,000" in basis
+    seconds, basis = step.scaled_seconds(10_000, "table")  # half the table it was rehearsed on
+    assert seconds == pytest.approx(2.0) and "x0.50" in basis
+    assert step.scaled_seconds(0, "pending")[0] == pytest.approx(1.0)
+    empty = StepMeasurement("data", "d.x", "d", 0.2, table_rows=0, pending_rows=0, batch_seconds=0.0)
+    assert empty.scaled_seconds(0, "pending")[0] == 0.2
+    assert empty.scaled_seconds(5, "pending")[0] is None  # nothing to scale from: unknown, not a guess
+    old = StepMeasurement("data", "d.x", "d", 4.0, rows=60)  # a report from before the row counts
+    assert old.scaled_seconds(1_000, "table") == (
+        4.0,
+        "as rehearsed (4.0 s; the report has no row counts to scale by)",
+    )
 
 
 def test_default_refresh_restores_a_production_backup(make_database, monkeypatch, tmp_path):
@@ -469,3 +482,45 @@ def test_default_refresh_restores_a_production_backup(make_database, monkeypatch
     assert report.start_revision == FIRST_RELEASE and report.table_rows["trades"] == 200
     assert current(production) == FIRST_RELEASE  # production itself was only read
     assert current(staging) == schema.head()
+
+
+@pytest.mark.slow
+def test_the_plan_scales_a_10k_rehearsal_to_a_100k_production_within_30_percent(make_database):
+    """Rehearsed on 10,000 rows, production at 100,000: each data migration's estimate is the rehearsed time
+    scaled by the rows, and their sum comes within 30 % of production's real run.
+
+    Production runs its data migrations with the engine's throttle off: waits for autovacuum depend on the
+    server, not on the rows, and the plan says it leaves them out (at 100,000 rows the dead-tuple throttle alone
+    would wait up to a minute for autovacuum on this test server).
+    """
+    staging, production = make_database("staging"), make_database("production")
+    seeded(production, rows=100_000)
+    report = rehearse(staging, refresh=seeded_refresh(staging, rows=10_000))
+    assert report.ok, report.summary()
+    plan = build_plan(production, report)
+    estimates = {s.name: s for s in plan.steps if s.kind == "data"}
+    assert len(estimates) == 4 and all(s.estimated_s is not None for s in estimates.values())
+    assert all("batches x" in s.basis and "production " in s.basis for s in estimates.values())
+    assert f"estimates: {SCALING}" in plan.markdown()
+    # the schedule's "does it fit" takes this total: the scaled steps (no backup timed yet), not the rehearsal's
+    assert plan.estimated_seconds == pytest.approx(sum(s.estimated_s for s in plan.steps))
+    assert plan.estimated_seconds > 3 * report.deploy_seconds
+
+    real: dict[str, float] = {}
+    for step in deploy_order(FIRST_RELEASE):
+        if step.kind == "schema":
+            apply_revision(production, step.name)
+            continue
+        started = time.monotonic()
+        result = engine.run(production.url, step.name, engine.RunOptions(throttle=False))
+        real[step.name] = time.monotonic() - started
+        assert result.status == "finished"
+    rehearsed = {s.name: s.seconds for s in report.steps if s.kind == "data"}
+    estimated = {name: s.estimated_s for name, s in estimates.items()}
+    figures = {
+        name: (round(rehearsed[name], 2), round(estimated[name], 2), round(real[name], 2)) for name in real
+    }
+    total, actual = sum(estimated.values()), sum(real.values())
+    print(f"data migrations (rehearsed s, estimated s, real s): {figures}; total {total:.2f} vs {actual:.2f}")
+    assert abs(total - actual) <= 0.3 * actual, figures
+    assert sum(rehearsed.values()) < 0.3 * actual  # unscaled, the rehearsal would have said a fraction of it

@@ -113,6 +113,30 @@ def test_slot_crossing_midnight_belongs_to_the_day_it_starts(tmp_path):
     assert pol.window_at(local(NEW_YORK, 2026, 11, 27, 1, 0)) is None  # early Friday: Thursday has no slot
 
 
+def test_slot_times_may_have_seconds(tmp_path):
+    pol = production(
+        tmp_path,
+        f"""
+        timezone = "{NEW_YORK}"
+        margin_minutes = 0
+        slots = [ {{ days = ["sat"], start = "02:00:30", end = "02:01:15" }}, {{ days = ["sun"], start = 03:00:05, end = "04:00" }} ]
+        """,
+    )
+    window = pol.window_at(local(NEW_YORK, 2026, 11, 28, 2, 0, 30))
+    assert window is not None and window.source == "slot sat 02:00:30-02:01:15"
+    assert (window.start, window.end) == (utc(2026, 11, 28, 7, 0, 30), utc(2026, 11, 28, 7, 1, 15))
+    assert pol.window_at(local(NEW_YORK, 2026, 11, 28, 2, 0, 29)) is None
+    assert pol.window_at(local(NEW_YORK, 2026, 11, 28, 2, 1, 15)) is None
+    sunday = pol.next_window(local(NEW_YORK, 2026, 11, 28, 3))  # its start is a TOML local time
+    assert sunday.start == utc(2026, 11, 29, 8, 0, 5)
+    # seconds show where they exist, in reasons and run keys; whole minutes read as before
+    reason = windows.closed_reason(pol, local(NEW_YORK, 2026, 11, 28, 1))
+    assert reason == "outside the maintenance window (next opens at Sat 2026-11-28 02:00:30 EST)"
+    decision = decide_launch(pol, window.start, pending_steps=1, estimated_seconds=10)
+    assert decision.launch and decision.run_key == "window-20261128T070030Z"
+    assert "before Sat 2026-11-28 02:01:15 EST" in decision.reason
+
+
 def test_overlapping_and_adjacent_windows_merge(tmp_path):
     pol = production(
         tmp_path,
@@ -180,9 +204,10 @@ def test_spring_forward_window_starts_when_the_clocks_jump(tmp_path):
     # Saturday 22:00 EST (03:00 UTC) until Sunday 05:00 EDT (09:00 UTC): 7 h on the clock face, 6 h real; the
     # Sunday slot starting "02:00" (really 03:00 EDT) merges into it.
     assert [(w.start, w.end) for w in sunday] == [(utc(2026, 3, 8, 3), utc(2026, 3, 8, 9))]
-    assert wall_to_utc(date(2026, 3, 8), 2 * 60, ZoneInfo(NEW_YORK)) == utc(2026, 3, 8, 7)  # = 03:00 EDT
-    assert wall_to_utc(date(2026, 3, 8), 2 * 60 + 30, ZoneInfo(NEW_YORK)) == utc(2026, 3, 8, 7)  # not 03:30
-    assert wall_to_utc(date(2026, 3, 8), 3 * 60, ZoneInfo(NEW_YORK)) == utc(2026, 3, 8, 7)
+    assert wall_to_utc(date(2026, 3, 8), 2 * 3600, ZoneInfo(NEW_YORK)) == utc(2026, 3, 8, 7)  # = 03:00 EDT
+    half_past = 2 * 3600 + 30 * 60
+    assert wall_to_utc(date(2026, 3, 8), half_past, ZoneInfo(NEW_YORK)) == utc(2026, 3, 8, 7)  # not 03:30
+    assert wall_to_utc(date(2026, 3, 8), 3 * 3600, ZoneInfo(NEW_YORK)) == utc(2026, 3, 8, 7)
     # A week later the same night is its full 7 hours.
     normal = pol.windows_between(utc(2026, 3, 15, 5), utc(2026, 3, 15, 6))
     assert [(w.start, w.end) for w in normal] == [(utc(2026, 3, 15, 2), utc(2026, 3, 15, 9))]
@@ -216,7 +241,7 @@ def test_fall_back_window_is_an_hour_longer_and_ambiguous_times_take_the_first(t
     )
     change = pol.windows_between(utc(2026, 11, 1), utc(2026, 11, 1, 12))
     assert [(w.start, w.end) for w in change] == [(utc(2026, 11, 1, 4), utc(2026, 11, 1, 9))]  # 5 h
-    assert wall_to_utc(date(2026, 11, 1), 90, ZoneInfo(NEW_YORK)) == utc(2026, 11, 1, 5, 30)  # 01:30 EDT
+    assert wall_to_utc(date(2026, 11, 1), 90 * 60, ZoneInfo(NEW_YORK)) == utc(2026, 11, 1, 5, 30)  # 01:30 EDT
     # at 01:30 EST (the second 01:30) the window is still open
     assert pol.window_at(utc(2026, 11, 1, 6, 30)) is not None
 
@@ -334,7 +359,8 @@ def test_decision_launch_inside_with_a_deadline(saturday):
     )
     assert decision.launch
     assert decision.deadline == utc(2026, 11, 28, 10, 45)  # 06:00 EST minus the 15 minute margin
-    assert "rehearsed 2h 00m" in decision.reason and "3h 45m left" in decision.reason
+    assert "estimated 2h 00m (rehearsed, scaled to production's rows)" in decision.reason
+    assert "3h 45m left" in decision.reason
     assert decision.run_key == "window-20261128T0700Z"
 
 
@@ -343,7 +369,8 @@ def test_decision_does_not_fit(saturday):
     decision = decide_launch(saturday, now, pending_steps=2, estimated_seconds=3600)
     assert not decision.launch and decision.deadline is None
     assert decision.reason.startswith(
-        "the rehearsed duration 1h 00m of 2 pending step(s) does not fit in the 45m left before "
+        "the estimated duration 1h 00m of 2 pending step(s) (rehearsed, scaled to production's rows) does not "
+        "fit in the 45m left before "
         "Sat 2026-11-28 05:45 EST (margin 15m)"
     )
     assert "the next window long enough opens Sat 2026-12-05 02:00 EST" in decision.reason
@@ -495,7 +522,7 @@ GOOD = f'timezone = "{NEW_YORK}"\nslots = [ {SLOT} ]\n'
         ),
         (
             '[production]\ntimezone = "UTC"\nslots = [ { days = ["sat"], start = "25:00", end = "03:00" } ]\n',
-            "[production] slots[0].start: bad time '25:00' (use HH:MM, 00:00 to 23:59)",
+            "[production] slots[0].start: bad time '25:00' (use HH:MM or HH:MM:SS, 00:00 to 23:59:59)",
         ),
         (
             '[production]\ntimezone = "UTC"\nslots = [ { days = ["sat"], start = "2:00", end = "03:00" } ]\n',
@@ -507,10 +534,22 @@ GOOD = f'timezone = "{NEW_YORK}"\nslots = [ {SLOT} ]\n'
         ),
         (
             '[production]\ntimezone = "UTC"\nslots = [ { days = ["sat"], start = "02:00", end = "03:61" } ]\n',
-            "[production] slots[0].end: bad time '03:61' (use HH:MM, 00:00 to 24:00)",
+            "[production] slots[0].end: bad time '03:61' (use HH:MM or HH:MM:SS, 00:00 to 24:00)",
+        ),
+        (
+            '[production]\ntimezone = "UTC"\nslots = [ { days = ["sat"], start = "02:00:60", end = "03:00" } ]\n',
+            "[production] slots[0].start: bad time '02:00:60' (use HH:MM or HH:MM:SS, 00:00 to 23:59:59)",
+        ),
+        (
+            '[production]\ntimezone = "UTC"\nslots = [ { days = ["sat"], start = "02:00", end = "24:00:01" } ]\n',
+            "[production] slots[0].end: bad time '24:00:01'",
         ),
         (
             '[production]\ntimezone = "UTC"\nslots = [ { days = ["sat"], start = "02:00", end = "02:00" } ]\n',
+            "[production] slots[0].end: equals start (02:00)",
+        ),
+        (
+            '[production]\ntimezone = "UTC"\nslots = [ { days = ["sat"], start = "02:00", end = "02:00:00" } ]\n',
             "[production] slots[0].end: equals start (02:00)",
         ),
         (

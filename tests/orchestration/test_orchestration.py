@@ -265,19 +265,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ui_launch_through_the_webserver_graphql_api(env, tmp_path):
-    """Start `dagster dev` (webserver + daemon), launch deploy_dev as the UI does, wait for success."""
+def test_ui_launch_through_the_webserver_graphql_api(env, postgres_home):
+    """Start `tradedb ui` (dagster dev: webserver + daemon) on Dagster storage in its own PostgreSQL, launch
+    deploy_dev as the UI does, wait for success, and find the run in that database."""
     from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
     seeded(env, rows=1_000)
     port = free_port()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     proc = subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        [str(BIN / "tradedb"), "ui", "--port", str(port)],
         cwd=ROOT,
-        env=cli_env(env, DAGSTER_HOME=str(home)),
+        env=cli_env(env, DAGSTER_HOME=str(postgres_home.home)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -306,6 +304,7 @@ def test_ui_launch_through_the_webserver_graphql_api(env, tmp_path):
             time.sleep(1)
         assert status == dg.DagsterRunStatus.SUCCESS, status
         assert current(env) == schema.head()
+        assert postgres_home.scalar("SELECT status FROM runs WHERE run_id = :r", r=run_id) == "SUCCESS"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

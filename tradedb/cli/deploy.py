@@ -1,4 +1,4 @@
-"""The whole pipeline through Dagster: deploy, demo, ui, rehearse, plan.
+"""The whole pipeline through Dagster: deploy, demo, ui, dagster-config, rehearse, plan.
 
 ``deploy`` streams Dagster's own log lines (including the engine's progress) while the job runs, then prints a
 table of every asset step and check.
@@ -82,14 +82,62 @@ def ui(port: int) -> None:
     import os
     import shutil
 
-    from orchestration.instance import ensure_dagster_home
+    from orchestration.instance import dagster_home, open_instance
     from tradedb.core.paths import project_root
 
-    home = ensure_dagster_home()
+    with (
+        open_instance()
+    ):  # a dagster.yaml that cannot load is one error line here, not a traceback from dagster
+        home = dagster_home()
     console.print(f"DAGSTER_HOME={home}; Dagster UI on http://127.0.0.1:{port}")
     os.chdir(project_root())
     dagster = shutil.which("dagster") or "dagster"
     os.execvp(dagster, [dagster, "dev", "-w", "workspace.yaml", "-p", str(port)])
+
+
+@cli.command("dagster-config")
+@click.option(
+    "--postgres",
+    "postgres_url",
+    metavar="URL",
+    help="Write dagster.yaml with Dagster's storage in this PostgreSQL database (its own, never the app's).",
+)
+@click.option(
+    "--password-env",
+    default="DAGSTER_PG_PASSWORD",
+    show_default=True,
+    help="The variable the written file reads the storage password from (a password is never written).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing, different dagster.yaml.")
+def dagster_config(postgres_url: str | None, password_env: str, force: bool) -> None:
+    """Show and check $DAGSTER_HOME/dagster.yaml, or write one with Dagster's storage on PostgreSQL (--postgres)."""
+    from orchestration.instance import ensure_dagster_home, write_postgres_config
+
+    if postgres_url is None:
+        from orchestration.dagster_yaml import storage_of
+
+        path = ensure_dagster_home() / "dagster.yaml"
+        console.print(f"{path}: {storage_of(path).describe()}; Dagster loads it")
+        return
+    if not password_env.isidentifier():
+        raise TradeDBError(f"--password-env {password_env!r} is not a variable name")
+    written = write_postgres_config(postgres_url, password_env=password_env, force=force)
+    console.print(
+        f"[green]✓[/] {'replaced' if written.replaced else 'wrote'} {written.path}: {written.storage.describe()}, "
+        "pools and run monitoring as tradedb's default; Dagster loaded it and created its tables"
+    )
+    if written.password_env:
+        import os
+
+        console.print(
+            f"the password is not in the file: it reads {written.password_env}; set it for tradedb, "
+            "dagster-webserver and dagster-daemon (or use ~/.pgpass and delete the password entry)"
+            + (
+                ""
+                if os.environ.get(written.password_env)
+                else f" ({written.password_env} is not set here yet)"
+            )
+        )
 
 
 @cli.command()
@@ -117,7 +165,7 @@ def rehearse() -> None:
 def plan(env_name: str, as_json: bool) -> None:
     """What a deploy would do now: steps, rehearsed durations and locks, window need, backup, rollback commands."""
     from orchestration.launch import latest_rehearsal_report
-    from tradedb.ops.plan import build_plan
+    from tradedb.ops.plan import SCALING, build_plan
 
     deployment = build_plan(resolve_env(env_name), latest_rehearsal_report())
     if as_json:
@@ -128,6 +176,7 @@ def plan(env_name: str, as_json: bool) -> None:
         f"{len(deployment.steps)} step(s) pending"
     )
     console.print(f"rehearsal: {deployment.rehearsal}")
+    console.print(f"estimates: {SCALING}")
     console.print(f"backup to restore: {deployment.backup}")
     if not deployment.steps:
         console.print("[green]nothing pending[/]")
@@ -138,7 +187,7 @@ def plan(env_name: str, as_json: bool) -> None:
     for s in deployment.steps:
         table.add_row(
             f"{s.kind} {s.name}",
-            s.estimate_text,
+            s.estimate_text + (f" ({s.basis})" if s.basis else ""),
             s.lock_text,
             ("[yellow]window[/]" if s.needs_window else "online") + f": {s.why}",
             s.rollback,

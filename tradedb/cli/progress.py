@@ -19,6 +19,7 @@ from data_migrations.engine.progress import Progress as Snapshot
 from data_migrations.engine.progress import Reporter
 from data_migrations.engine.side_by_side import Outcome, run_side_by_side
 from tradedb.core.settings import Environment
+from tradedb.ops.pipeline import configured_options
 
 COLUMNS = (
     TextColumn("[bold]{task.description}"),
@@ -41,7 +42,8 @@ class Settings:
     max_batches: int | None = None
 
     def options(self, env: Environment, on_progress: Reporter) -> RunOptions:
-        options = RunOptions(
+        """The engine's options for one migration, with the configured ``[data_migrations] max_batch`` cap."""
+        options = configured_options(
             deadline=self.deadline,
             workers=self.workers,
             vacuum=self.vacuum,

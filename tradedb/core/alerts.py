@@ -4,7 +4,9 @@ Every alert goes to two sinks:
 
 1. a JSON-lines log file, always (``TRADEDB_ALERT_LOG``, else ``[alerts] log`` in tradedb.toml, else
    ``<state_dir>/alerts.log``); one object per line: time, environment, kind, severity, title, detail, fields,
-   and ``delivery`` (what happened at the webhook: ``sent``, ``failed: ...``, ``none``, ``suppressed``);
+   and ``delivery`` (what happened at the webhook: ``sent``, ``failed: ...``, ``none``, ``suppressed``); rotated
+   by size (``[alerts] max_bytes``, keeping ``backups`` old files; ``alert_log`` says how, safely with several
+   writing processes);
 2. the environment's webhook, when one is configured (``TRADEDB_<ENV>_ALERT_WEBHOOK``, else ``alert_webhook`` in
    ``[environments.<env>]``). The body ``{"content", "text", "username", "allowed_mentions"}`` is accepted as is
    by Discord incoming webhooks (which need ``content``; ``text`` is ignored), by Discord's Slack-compatible
@@ -21,8 +23,9 @@ webhook URL itself (a secret token for Discord and Slack) is only ever named by 
 Deduplication: an alert with the same (environment, kind, title) as one raised in the last ``dedup_seconds``
 (default 300, ``[alerts] dedup_seconds``) is written to the log with ``delivery = "suppressed"`` and not posted
 again. Only alerts that were sent (or had no webhook to go to) start a window, so a failed delivery is retried by
-the next alert. The lookback reads only the tail of the log file, under an advisory file lock, so two processes
-raising the same alert at the same instant may, rarely, both post it: a duplicate is better than a lost alert.
+the next alert. The lookback reads only the tail of the log (across a rotation), under the log's advisory lock,
+which is released while the webhook is called, so two processes raising the same alert at the same instant may,
+rarely, both post it: a duplicate is better than a lost alert.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tradedb.core.alert_log import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, AlertLog, Rotation
 from tradedb.core.errors import TradeDBError
 from tradedb.core.paths import state_dir
 from tradedb.core.scrub import plain, scrub
@@ -123,6 +127,26 @@ def log_path() -> Path:
 def dedup_seconds() -> float:
     """The deduplication window: ``[alerts] dedup_seconds`` or five minutes."""
     return float(load_config().get("alerts", {}).get("dedup_seconds", DEFAULT_DEDUP_SECONDS))
+
+
+def rotation() -> Rotation:
+    """When the log rolls over: ``[alerts] max_bytes`` (default 10 MiB) and ``backups`` (default 5)."""
+    section = load_config().get("alerts", {})
+    return Rotation(
+        int(section.get("max_bytes", DEFAULT_MAX_BYTES)), int(section.get("backups", DEFAULT_BACKUPS))
+    )
+
+
+def alert_log() -> AlertLog:
+    """The configured log with its rotation, or the default one when the config cannot be read.
+
+    An alert must land somewhere: a config that cannot be read is logged as a warning, not raised.
+    """
+    try:
+        return AlertLog(log_path(), rotation())
+    except Exception as exc:
+        log.warning("alert log setting unreadable (%s); writing to the default", scrub(str(exc)))
+        return AlertLog(state_dir() / "alerts.log")
 
 
 def webhook_variable(env_name: str) -> str:
@@ -272,44 +296,13 @@ def _answer(exc: urllib.error.HTTPError) -> str:
 # ------------------------------------------------------------------------------------------------ the log
 
 
-def _append(path: Path, record: dict[str, Any]) -> None:
-    """Append one line; a single write of a short line, so concurrent writers do not interleave."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-
-
-def _tail_records(path: Path, max_bytes: int = DEDUP_TAIL_BYTES) -> list[dict[str, Any]]:
-    """The records in the last ``max_bytes`` of the log (the first, partial line dropped), oldest first."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - max_bytes))
-            chunk = handle.read()
-    except OSError:  # no log yet, or one we cannot read: no dedup, but the alert still goes out
-        return []
-    lines = chunk.decode("utf-8", "replace").splitlines()
-    if size > max_bytes and lines:
-        lines = lines[1:]
-    return [r for r in (_parse(line) for line in lines) if r is not None]
-
-
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None  # a line cut by a crash, or someone's edit: skip it, keep the rest
-    return record if isinstance(record, dict) else None
-
-
-def _is_duplicate(path: Path, record: dict[str, Any], window_s: float) -> bool:
+def _is_duplicate(alerts_log: AlertLog, record: dict[str, Any], window_s: float) -> bool:
     """Whether the same (environment, kind, title) was raised, and not suppressed, within ``window_s``."""
     if window_s <= 0:
         return False
     since = datetime.now(UTC) - timedelta(seconds=window_s)
     key = (record["environment"], record["kind"], record["title"])
-    for earlier in reversed(_tail_records(path)):
+    for earlier in reversed(alerts_log.tail(DEDUP_TAIL_BYTES)):
         try:
             when = datetime.fromisoformat(earlier["time"])
         except (KeyError, TypeError, ValueError):
@@ -322,39 +315,9 @@ def _is_duplicate(path: Path, record: dict[str, Any], window_s: float) -> bool:
     return False
 
 
-class _FileLock:
-    """An advisory lock on ``<log>.lock`` around the dedup lookback (no-op where fcntl is missing)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.with_name(path.name + ".lock")
-        self.handle = None
-
-    def __enter__(self) -> _FileLock:
-        try:
-            import fcntl
-
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = self.path.open("a")
-            fcntl.flock(self.handle, fcntl.LOCK_EX)
-        except (ImportError, OSError):
-            self.handle = None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.handle is not None:
-            self.handle.close()  # closing releases the flock
-
-
 def recent(limit: int = 50, *, environment: str | None = None) -> list[dict[str, Any]]:
-    """The last ``limit`` alerts in the log (oldest first), optionally for one environment."""
-    path = log_path()
-    if not path.exists():
-        return []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        records = [r for r in (_parse(line) for line in handle) if r is not None]
-    if environment is not None:
-        records = [r for r in records if r.get("environment") == environment]
-    return records[-limit:] if limit > 0 else []
+    """The last ``limit`` alerts in the log and its rotated files (oldest first), optionally for one environment."""
+    return AlertLog(log_path(), rotation()).recent(limit, environment)
 
 
 # ------------------------------------------------------------------------------------------------ the entry point
@@ -378,12 +341,12 @@ def send(env_name: str, kind: str, title: str, detail: str = "", fields: dict | 
 
 def _send(env_name: str, kind: str, title: str, detail: str, fields: dict | None) -> None:
     record = build(env_name, kind, title, detail, fields)
-    path = _log_path_or_default()
-    with _FileLock(path):
-        duplicate = _is_duplicate(path, record, _dedup_seconds_or_default())
+    alerts_log = alert_log()
+    with alerts_log.locked():
+        duplicate = _is_duplicate(alerts_log, record, _dedup_seconds_or_default())
         if duplicate:
             record["delivery"] = "suppressed"
-            _append(path, record)
+            alerts_log.append_held(record)
             return
     record["delivery"] = "none"
     try:
@@ -404,16 +367,7 @@ def _send(env_name: str, kind: str, title: str, detail: str, fields: dict | None
         record["delivery"] = f"failed: {exc}"
         log.warning("no %s alert webhook: %s", env_name, exc)
     finally:
-        _append(path, record)
-
-
-def _log_path_or_default() -> Path:
-    """The configured log path; the default one when the config cannot be read (the alert must land somewhere)."""
-    try:
-        return log_path()
-    except Exception as exc:
-        log.warning("alert log setting unreadable (%s); writing to the default", scrub(str(exc)))
-        return state_dir() / "alerts.log"
+        alerts_log.write(record)
 
 
 def _dedup_seconds_or_default() -> float:
@@ -436,7 +390,7 @@ def send_test(env_name: str) -> Delivery:
     )
     outcome = deliver(url, webhook_body(record))
     record["delivery"] = outcome.describe()
-    _append(_log_path_or_default(), record)
+    alert_log().write(record)
     if not outcome.ok:
         raise TradeDBError(f"the {env_name} alert webhook at {webhook_host(url)} failed: {outcome.reason}")
     return outcome

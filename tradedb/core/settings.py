@@ -76,15 +76,9 @@ def load_config() -> dict:
             validate_webhook(
                 section["alert_webhook"], f"config file {path} [environments.{name}] alert_webhook"
             )
-    alerts = data.get("alerts", {})
-    if not isinstance(alerts, dict) or not isinstance(alerts.get("log", ""), str):
-        raise TradeDBError(
-            f"malformed config file {path}: [alerts] must be a table and its log a string path"
-        )
-    dedup = alerts.get("dedup_seconds", 0)
-    if isinstance(dedup, bool) or not isinstance(dedup, int | float) or dedup < 0:
-        raise TradeDBError(f"malformed config file {path}: [alerts] dedup_seconds must be a number >= 0")
+    validate_alerts(data.get("alerts", {}), path)
     validate_backups(data.get("backups", {}), path)
+    validate_data_migrations(data.get("data_migrations", {}), path)
     return data
 
 
@@ -107,15 +101,21 @@ def validate_webhook(value: object, source: str) -> str:
 def resolve_environment(explicit: str | None = None) -> Environment:
     """Resolve an environment name to its database URL, starting the embedded server when none is configured."""
     name = current_environment_name(explicit)
+    url = configured_url(name)
+    if url is not None:
+        return Environment(name, url, embedded=False)
+    return Environment(name, embedded_url(database_name(name)), embedded=True)
+
+
+def configured_url(name: str) -> URL | None:
+    """The URL ``TRADEDB_<ENV>_URL`` or the config file gives environment ``name``; None means the embedded one."""
     variable = f"TRADEDB_{name.upper()}_URL"
     if os.environ.get(variable):
-        return Environment(name, normalise_url(os.environ[variable], variable), embedded=False)
+        return normalise_url(os.environ[variable], variable)
     section = load_config().get("environments", {}).get(name, {})
     if section.get("url"):
-        return Environment(
-            name, normalise_url(section["url"], f"{config_path()} [environments.{name}]"), False
-        )
-    return Environment(name, embedded_url(database_name(name)), embedded=True)
+        return normalise_url(section["url"], f"{config_path()} [environments.{name}]")
+    return None
 
 
 def database_name(environment: str) -> str:
@@ -123,22 +123,56 @@ def database_name(environment: str) -> str:
     return f"tradedb_{environment}"
 
 
+ALERT_KEYS = ("log", "dedup_seconds", "max_bytes", "backups")
+DATA_MIGRATION_KEYS = ("max_batch",)
 BACKUP_KEYS = ("root", "keep", "jobs")
+
+
+def validate_alerts(section: object, path: Path) -> None:
+    """Check ``[alerts]``: log a path string, dedup_seconds a number >= 0, the rotation's whole numbers."""
+    where = _known_table(section, path, "alerts", ALERT_KEYS)
+    if not isinstance(section.get("log", ""), str):
+        raise TradeDBError(f"{where} log must be a string path")
+    dedup = section.get("dedup_seconds", 0)
+    if isinstance(dedup, bool) or not isinstance(dedup, int | float) or dedup < 0:
+        raise TradeDBError(f"{where} dedup_seconds must be a number >= 0")
+    _whole_number(section, "max_bytes", where, 0, " (the size at which the log rotates; 0 never rotates)")
+    _whole_number(section, "backups", where, 1, " (how many rotated files are kept)")
+
+
+def validate_data_migrations(section: object, path: Path) -> None:
+    """Check ``[data_migrations]``: ``max_batch``, the most rows one batch of a deploy may take, a whole number >= 1."""
+    where = _known_table(section, path, "data_migrations", DATA_MIGRATION_KEYS)
+    _whole_number(section, "max_batch", where, 1, " (rows)")
+
+
+def max_batch_setting() -> int | None:
+    """``[data_migrations] max_batch``: a cap on the engine's adaptive batch size, or None (the engine's own)."""
+    return load_config().get("data_migrations", {}).get("max_batch")
 
 
 def validate_backups(section: object, path: Path) -> None:
     """Check ``[backups]``: root a path string, keep and jobs whole numbers >= 1, nothing else (typos surface)."""
-    where = f"malformed config file {path}: [backups]"
-    if not isinstance(section, dict):
-        raise TradeDBError(f"{where} must be a table")
-    unknown = sorted(set(section) - set(BACKUP_KEYS))
-    if unknown:
-        raise TradeDBError(
-            f"{where} has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(BACKUP_KEYS)})"
-        )
+    where = _known_table(section, path, "backups", BACKUP_KEYS)
     if "root" in section and (not isinstance(section["root"], str) or not section["root"].strip()):
         raise TradeDBError(f"{where} root must be a folder path string")
     for key in ("keep", "jobs"):
-        value = section.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TradeDBError(f"{where} {key} must be a whole number >= 1, got {value!r}")
+        _whole_number(section, key, where, 1)
+
+
+def _known_table(section: object, path: Path, name: str, allowed: tuple[str, ...]) -> str:
+    """``[name]`` must be a table of ``allowed`` keys only (a typo is an error, not a silently ignored setting);
+    returns the prefix of its error messages."""
+    where = f"malformed config file {path}: [{name}]"
+    if not isinstance(section, dict):
+        raise TradeDBError(f"{where} must be a table")
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise TradeDBError(f"{where} has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
+    return where
+
+
+def _whole_number(section: dict, key: str, where: str, least: int, meaning: str = "") -> None:
+    value = section.get(key, least)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise TradeDBError(f"{where} {key} must be a whole number >= {least}{meaning}, got {value!r}")

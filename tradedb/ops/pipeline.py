@@ -15,7 +15,7 @@ from data_migrations import engine
 from tradedb import schema
 from tradedb.core.db import connect_checked
 from tradedb.core.launchers import dagster_launcher
-from tradedb.core.settings import Environment
+from tradedb.core.settings import Environment, max_batch_setting
 
 
 @dataclass
@@ -61,7 +61,7 @@ def run_data_migration(
 ):
     """Run one data migration to completion (or to the deadline); returns the engine's ``RunResult``."""
 
-    options = engine.RunOptions(
+    options = configured_options(
         deadline=deadline,
         on_progress=on_progress,
         environment=env.name,
@@ -69,3 +69,17 @@ def run_data_migration(
         run_id=run_id,
     )
     return engine.run(env.url, name, options)
+
+
+def configured_options(**given) -> engine.RunOptions:
+    """The engine's options with the operator's ``[data_migrations] max_batch`` cap applied.
+
+    A deploy, its rehearsal and ``tradedb data run`` batch alike, so a rehearsal measures what a deploy will do.
+    """
+    options = engine.RunOptions(**given)
+    cap = max_batch_setting()
+    if cap is not None:
+        options.max_batch = min(options.max_batch, cap)
+        options.initial_batch = min(options.initial_batch, cap)
+        options.min_batch = min(options.min_batch, cap)
+    return options

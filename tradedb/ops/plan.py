@@ -4,6 +4,12 @@ For an environment: what is pending, in the order the deploy runs it, each step'
 EXCLUSIVE lock as the last staging rehearsal measured them, whether it needs a maintenance window or can run
 online, the backup a rollback would restore, and the exact command that rolls each step back. The production
 schedule's fit decision uses the same figures (``Plan.estimated_seconds``).
+
+A data migration's duration grows with its rows, and production is rarely the size staging was at the rehearsal
+(it grew since the backup staging was refreshed from, or staging holds a sample). So each data migration's
+estimate is its rehearsed time scaled by production's rows now over the rows it was rehearsed on: the rows still
+needing it when production is past its ``after`` revision, else all rows of its table (``SCALING``). Schema steps
+are taken as rehearsed.
 """
 
 from __future__ import annotations
@@ -11,16 +17,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from sqlalchemy import text
+
 import data_migrations
 from tradedb import schema
 from tradedb.core.db import connect_checked
 from tradedb.core.settings import Environment
 from tradedb.ops.backup import latest_backup
 from tradedb.ops.deploy_order import Step, deploy_order, fingerprint
-from tradedb.ops.rehearsal import RehearsalReport, estimated_seconds
+from tradedb.ops.rehearsal import RehearsalReport
 from tradedb.schema.pending_rows import count_pending
 
 ONLINE_LOCK_MS = 200.0  # a schema step whose rehearsed ACCESS EXCLUSIVE lock stays under this may run online
+SCALING = (
+    "data migrations: rehearsed time in batches scaled by production's rows over the rows rehearsed on "
+    "(waits for vacuum or locks not included); schema steps as rehearsed"
+)
 BACKUP_ENVIRONMENTS = ("production",)  # environments whose schema never changes without a fresh backup
 
 
@@ -36,6 +48,7 @@ class PlanStep:
     needs_window: bool
     why: str
     rollback: str
+    basis: str = ""  # how a data migration's estimate was reached from the rehearsal (its scaling)
 
     @property
     def estimate_text(self) -> str:
@@ -83,12 +96,15 @@ class Plan:
             f"**{self.environment}**: {self.current or 'empty'} -> {self.head}; backup: {self.backup}; "
             f"rehearsal: {self.rehearsal}",
             "",
+            f"estimates: {SCALING}",
+            "",
             "| step | estimate | longest lock | window | rollback |",
             "| --- | --- | --- | --- | --- |",
         ]
         for s in self.steps:
+            basis = f" ({s.basis})" if s.basis else ""
             lines.append(
-                f"| {s.kind} {s.name} | {s.estimate_text} | {s.lock_text} | "
+                f"| {s.kind} {s.name} | {s.estimate_text}{basis} | {s.lock_text} | "
                 f"{'window' if s.needs_window else 'online'}: {s.why} | `{s.rollback}` |"
             )
         return "\n".join(lines)
@@ -96,24 +112,45 @@ class Plan:
 
 def pending_steps(env: Environment) -> tuple[str | None, list[Step]]:
     """The environment's revision and the deploy steps still to run (finished data migrations left out)."""
+    current, steps, _ = _pending(env)
+    return current, steps
+
+
+def _pending(env: Environment) -> tuple[str | None, list[Step], dict[str, tuple[str, int]]]:
+    """``pending_steps``, plus each pending data migration's rows now: ``(basis, rows)`` as ``scaled_seconds`` takes.
+
+    Past its ``after`` revision a migration can say how many rows still need it (``pending``); before it, its
+    ``pending_where`` may name columns that do not exist yet, so the rows of its table stand in (``table``).
+    """
     with connect_checked(env) as conn:
         current = schema.current_revision(env, conn)
         steps = deploy_order(current)
         applied = {r.revision for r in schema.revisions()} - {s.name for s in steps if s.kind == "schema"}
-        kept = []
+        kept, rows = [], {}
         for step in steps:
             if step.kind == "data":
                 m = data_migrations.get(step.name)
-                if m.after in applied and not count_pending(conn, m):
-                    continue
+                if m.after in applied:
+                    rows[m.name] = ("pending", count_pending(conn, m))
+                    if not rows[m.name][1]:
+                        continue
+                else:
+                    rows[m.name] = ("table", _table_rows(conn, m.table))
             kept.append(step)
-    return current, kept
+    return current, kept, rows
+
+
+def _table_rows(conn, table: str) -> int:
+    """Rows of ``table``, 0 while a pending revision has yet to create it."""
+    if conn.scalar(text("SELECT to_regclass(:t)"), {"t": f"public.{table}"}) is None:
+        return 0
+    return int(conn.scalar(text(f'SELECT count(*) FROM "{table}"')))
 
 
 def build_plan(env: Environment, rehearsal: RehearsalReport | None) -> Plan:
     """The plan for ``env`` now, with the rehearsal's figures where it measured the step."""
 
-    current, steps = pending_steps(env)
+    current, steps, rows = _pending(env)
     plan = Plan(env.name, current, schema.head(), fingerprint=fingerprint())
     latest = latest_backup(env)
     takes_own = env.name in BACKUP_ENVIRONMENTS
@@ -130,11 +167,13 @@ def build_plan(env: Environment, rehearsal: RehearsalReport | None) -> Plan:
         plan.rehearsal = f"{rehearsal.fingerprint} at {rehearsal.started_at:%Y-%m-%d %H:%M} UTC{stale}"
     measured = {(s.kind, s.name): s for s in rehearsal.steps} if rehearsal else {}
     for step in steps:
-        plan.steps.append(_plan_step(env, step, measured.get((step.kind, step.name)), plan.restore))
+        found = measured.get((step.kind, step.name))
+        plan.steps.append(_plan_step(env, step, found, plan.restore, rows.get(step.name)))
     if takes_own and steps and latest is not None:
         plan.backup_seconds = latest.duration_s  # the run's own backup takes about as long as the last one
-    if rehearsal is not None and plan.rehearsal_current:
-        plan.estimated_seconds = estimated_seconds(rehearsal, steps) + plan.backup_seconds
+    known = [s.estimated_s for s in plan.steps]
+    if rehearsal is not None and plan.rehearsal_current and None not in known:
+        plan.estimated_seconds = sum(known) + plan.backup_seconds
     return plan
 
 
@@ -149,7 +188,9 @@ def restore_command(env_name: str, backup: str | None) -> str:
     return f"tradedb restore {backup} --env {env_name}"
 
 
-def _plan_step(env: Environment, step: Step, measured, restore: str) -> PlanStep:
+def _plan_step(
+    env: Environment, step: Step, measured, restore: str, rows: tuple[str, int] | None
+) -> PlanStep:
     if step.kind == "data":
         m = data_migrations.get(step.name)
         rollback = (
@@ -157,17 +198,21 @@ def _plan_step(env: Environment, step: Step, measured, restore: str) -> PlanStep
             if m.reversible
             else f"{restore}  (not reversible)"
         )
+        estimate, basis = (None, "not rehearsed")
+        if measured is not None and rows is not None:
+            estimate, basis = measured.scaled_seconds(rows[1], rows[0])
         return PlanStep(
             "data",
             m.name,
             m.feature,
             m.description.splitlines()[0] if m.description else "",
-            measured.seconds if measured else None,
+            estimate,
             measured.longest_lock_ms if measured else None,
             measured.lock_relation if measured else None,
             False,
             "batched: row locks for a fraction of a second per batch, stops at the window's end",
             rollback,
+            basis,
         )
     info = next(r for r in schema.revisions() if r.revision == step.name)
     rollback = f"alembic -x env={env.name} downgrade {info.down_revision or 'base'}"

@@ -16,7 +16,6 @@ from tradedb.ops.rehearsal.report import (
     RehearsalFailed,
     RehearsalReport,
     StepMeasurement,
-    estimated_seconds,
 )
 from tradedb.ops.rehearsal.sampler import SAMPLE_MS, LockSampler
 
@@ -28,7 +27,6 @@ __all__ = [
     "RehearsalFailed",
     "RehearsalReport",
     "StepMeasurement",
-    "estimated_seconds",
     "refresh_from_production",
     "rehearse",
 ]

@@ -10,8 +10,9 @@ What a rehearsal does, in order:
 4. run the head checks (foreign-key orphans, schema drift);
 5. round trip: downgrade to the starting revision, upgrade again through the same steps, and judge the checksums
    with ``validate.round_trip_problems``, the one rule of what must survive a round trip (see ``round_trip``);
-6. return a ``RehearsalReport``: the Dagster rehearsal asset stores it as metadata, and the production schedule's
-   fit decision reads the step durations back (``estimated_seconds``).
+6. return a ``RehearsalReport``: the Dagster rehearsal asset stores it as metadata, and the plan and the
+   production schedule's fit decision read the step durations back, each data migration's scaled by production's
+   rows over the rows it was rehearsed on (``StepMeasurement.scaled_seconds``).
 
 ``fingerprint()`` names what was rehearsed (revision files and data-migration declarations), so the sensor can ask
 for exactly one rehearsal per change in code.
@@ -54,6 +55,7 @@ from tradedb.ops.rehearsal.sampler import SAMPLE_MS, LockSampler
 from tradedb.ops.validate import round_trip_problems, table_checksums
 from tradedb.schema import ledger
 from tradedb.schema.locks import migration_lock
+from tradedb.schema.pending_rows import count_pending
 
 log = logging.getLogger("tradedb.rehearsal")
 
@@ -209,6 +211,8 @@ class _Rehearsal:
     def _data_step(self, step: Step) -> tuple[StepMeasurement, int]:
         m = data_migrations.get(step.name)
         rows_before = self._count(m.table)
+        with connect_checked(self.env) as conn:
+            pending = count_pending(conn, m)
         result = run_data_migration(self.env, m.name, **self.launch)
         if result.status != "finished":
             raise TradeDBError(f"data migration {m.name} stopped ({result.status}): {result.stop_reason}")
@@ -221,6 +225,9 @@ class _Rehearsal:
             rows=result.rows_done,
             quarantined=result.rows_quarantined,
             detail=detail,
+            table_rows=rows_before,
+            pending_rows=pending,
+            batch_seconds=round(sum(result.batch_seconds), 3),
         )
         return measurement, rows_before
 

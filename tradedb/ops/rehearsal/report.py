@@ -1,7 +1,7 @@
 """What a rehearsal measured: seconds and longest lock per step, rows, checks, the round trip.
 
 Stored as JSON in the Dagster rehearsal asset's metadata; the production schedule, the long-run alert and the
-plan read it back (``estimated_seconds``).
+plan read it back (the plan scales each data migration's time to production's rows: ``scaled_seconds``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from tradedb.core.errors import TradeDBError
-from tradedb.ops.deploy_order import Step
 from tradedb.ops.rehearsal.sampler import SAMPLE_MS
 
 REPORT_FORMAT = 1  # bump when the JSON shape changes incompatibly
@@ -20,7 +19,13 @@ REPORT_FORMAT = 1  # bump when the JSON shape changes incompatibly
 
 @dataclass
 class StepMeasurement:
-    """One rehearsed step: how long it took, its longest ACCESS EXCLUSIVE lock, rows for data migrations."""
+    """One rehearsed step: how long it took, its longest ACCESS EXCLUSIVE lock, rows for data migrations.
+
+    A data step also records what it was rehearsed on (``table_rows`` in its table and ``pending_rows`` needing it
+    when it started) and how much of its time went into batches (``batch_seconds``), so an estimate for a bigger
+    or smaller production can scale the batches' share by the rows (``scaled_seconds``). Reports written before
+    these figures existed read back with them as None.
+    """
 
     kind: str
     name: str
@@ -31,6 +36,36 @@ class StepMeasurement:
     rows: int | None = None
     quarantined: int | None = None
     detail: str = ""
+    table_rows: int | None = None
+    pending_rows: int | None = None
+    batch_seconds: float | None = None
+
+    def scaled_seconds(self, rows_now: int, basis: str) -> tuple[float | None, str]:
+        """This step's duration for ``rows_now`` rows, and how it was reached (for the plan to say).
+
+        ``basis`` names what ``rows_now`` counts: ``pending`` (rows needing the migration) or ``table`` (all rows
+        of its table, when the migration cannot be asked yet because its revision is pending). The time spent in
+        batches is proportional to the rows; the rest (planning slices, the completeness check) is not, and is
+        kept as measured. None when the rehearsal walked no rows but production has some: nothing to scale from.
+        """
+        rehearsed = self.pending_rows if basis == "pending" else self.table_rows
+        if rehearsed is None or self.batch_seconds is None:
+            return (
+                self.seconds,
+                f"as rehearsed ({self.seconds:,.1f} s; the report has no row counts to scale by)",
+            )
+        what = "rows needing it" if basis == "pending" else "rows in its table"
+        if rehearsed == 0:
+            if rows_now == 0:
+                return self.seconds, f"as rehearsed (no {what} then or now)"
+            return None, f"rehearsed on no {what}; production has {rows_now:,}: run `tradedb rehearse` again"
+        factor = rows_now / rehearsed
+        work = min(self.batch_seconds, self.seconds)
+        estimate = self.seconds - work + work * factor
+        return estimate, (
+            f"{self.seconds:,.2f} s rehearsed on {rehearsed:,} {what}, production {rows_now:,}: "
+            f"batches x{factor:,.2f}"
+        )
 
     @property
     def lock_text(self) -> str:
@@ -126,6 +161,8 @@ class RehearsalReport:
 
 def _step_line(s: StepMeasurement) -> str:
     rows = "" if s.rows is None else f", {s.rows:,} rows ({s.quarantined or 0:,} quarantined)"
+    if s.pending_rows is not None:
+        rows += f" of {s.pending_rows:,} pending"
     return f"{s.kind:6} {s.name:38} {s.seconds:8.2f} s, lock {s.lock_text}{rows}"
 
 
@@ -150,16 +187,3 @@ class RehearsalFailed(TradeDBError):
     def __init__(self, report: RehearsalReport, message: str) -> None:
         super().__init__(message)
         self.report = report
-
-
-def estimated_seconds(report: RehearsalReport, pending_steps: list[Step]) -> float | None:
-    """Seconds the rehearsal measured for ``pending_steps``; None when one of them was never rehearsed.
-
-    None is the honest answer for a step the rehearsal did not reach (it failed earlier, or started past it):
-    the caller should not guess a duration for a migration nobody has timed.
-    """
-    measured = {(s.kind, s.name): s.seconds for s in report.steps}
-    try:
-        return sum(measured[(s.kind, s.name)] for s in pending_steps)
-    except KeyError:
-        return None

@@ -12,7 +12,8 @@ Config (``windows.toml`` at the project root, or the file named by ``TRADEDB_WIN
     margin_minutes = 15             # runs must finish this long before a window ends; no launch in the last N
                                     # (0 to 1440; the exchange buffers too, min_minutes up to 14 days)
     require_rehearsal = false       # true: the schedule skips when no rehearsal estimate exists
-    slots = [ { days = ["sat"], start = "02:00", end = "06:00" } ]   # optional "name"; end "24:00" allowed
+    slots = [ { days = ["sat"], start = "02:00", end = "06:00" } ]   # optional "name"; end "24:00" allowed;
+                                                                     # "HH:MM:SS" for a time with seconds
     exchange_closed = { calendar = "XNYS", min_minutes = 60, after_close_minutes = 0, before_open_minutes = 0 }
 
     [staging]

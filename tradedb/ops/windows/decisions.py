@@ -31,10 +31,15 @@ class Decision:
 
     @property
     def run_key(self) -> str | None:
-        """One launch per window: a stable Dagster run key from the window's start (None when always open)."""
+        """One launch per window: a stable Dagster run key from the window's start (None when always open).
+
+        Seconds appear only for a window starting at a second other than zero, so keys of minute windows stay as
+        they were.
+        """
         if not self.launch or self.window is None or self.window.open_ended:
             return None
-        return f"window-{self.window.start:%Y%m%dT%H%MZ}"
+        seconds = f"{self.window.start:%S}" if self.window.start.second else ""
+        return f"window-{self.window.start:%Y%m%dT%H%M}{seconds}Z"
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,9 @@ def decide_launch(
 ) -> Decision:
     """Should the scheduled production deploy start at ``now``?
 
-    Skips when nothing is pending, when outside a window (or in its last ``margin``), and when the rehearsed
-    duration of the pending steps does not fit before the deadline. Without a rehearsal estimate it launches (and
+    Skips when nothing is pending, when outside a window (or in its last ``margin``), and when the estimated
+    duration of the pending steps (``Plan.estimated_seconds``: the rehearsal's, data migrations scaled to
+    production's rows) does not fit before the deadline. Without a rehearsal estimate it launches (and
     says so) unless the policy has ``require_rehearsal``: the deadline still stops data migrations cleanly and the
     in-run gate still refuses a start outside the window, while never deploying until someone rehearses would let
     production fall silently behind.
@@ -96,15 +102,16 @@ def decide_launch(
     if estimate > left:
         return Decision(
             False,
-            f"the rehearsed duration {format_duration(estimate)} of {_steps(pending_steps)} does not fit in the "
-            f"{format_duration(left)} left before {until}; {_long_enough(policy, now, estimate)}",
+            f"the estimated duration {format_duration(estimate)} of {_steps(pending_steps)} (rehearsed, scaled to "
+            f"production's rows) does not fit in the {format_duration(left)} left before {until}; "
+            f"{_long_enough(policy, now, estimate)}",
             window,
             None,
         )
     return Decision(
         True,
-        f"launching {_steps(pending_steps)}: rehearsed {format_duration(estimate)}, {format_duration(left)} left "
-        f"before {until}",
+        f"launching {_steps(pending_steps)}: estimated {format_duration(estimate)} (rehearsed, scaled to "
+        f"production's rows), {format_duration(left)} left before {until}",
         window,
         deadline,
     )

@@ -23,11 +23,19 @@ def format_duration(span: timedelta) -> str:
 
 
 def format_local(moment: datetime | None, tz: ZoneInfo) -> str:
-    """``Sat 2026-11-28 02:00 EST``: the operator's wall clock, with the zone abbreviation to settle DST."""
+    """``Sat 2026-11-28 02:00 EST``: the operator's wall clock, with the zone abbreviation to settle DST.
+
+    Seconds are shown only for a moment that has them (a slot ending at ``05:59:30``), so whole minutes read as
+    before.
+    """
     if moment is None:
         return "never"
-    return moment.astimezone(tz).strftime("%a %Y-%m-%d %H:%M %Z")
+    return moment.astimezone(tz).strftime(f"%a %Y-%m-%d {_clock(moment)} %Z")
 
 
 def format_utc(moment: datetime | None) -> str:
-    return "never" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "never" if moment is None else moment.astimezone(UTC).strftime(f"%Y-%m-%d {_clock(moment)} UTC")
+
+
+def _clock(moment: datetime) -> str:
+    return "%H:%M:%S" if moment.second else "%H:%M"

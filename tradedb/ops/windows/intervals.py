@@ -19,6 +19,8 @@ from tradedb.core.errors import TradeDBError
 
 MINUTES_PER_DAY = 24 * 60
 
+SECONDS_PER_DAY = MINUTES_PER_DAY * 60
+
 # Windows are computed over the asked range widened by this much on each side, so a window overlapping the range
 # is seen whole even when it merges with neighbours (a closed weekend plus slots) that start before the range.
 MERGE_PAD = timedelta(days=8)
@@ -32,16 +34,20 @@ FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Slot:
-    """A weekly wall-clock slot. Minutes count from local midnight of a day in ``days``; ``end`` may be 1440."""
+    """A weekly wall-clock slot. Seconds count from local midnight of a day in ``days``; ``end`` may be 86400.
+
+    Seconds, not minutes: a window that closes a few seconds into a run is how the deadline stop is tested, and an
+    operator may want one to end at ``05:59:30``; files written with ``HH:MM`` mean the same as before.
+    """
 
     days: frozenset[int]
-    start_minute: int
-    end_minute: int
+    start_second: int
+    end_second: int
     name: str
 
     @property
     def crosses_midnight(self) -> bool:
-        return self.end_minute <= self.start_minute
+        return self.end_second <= self.start_second
 
 
 @dataclass(frozen=True)
@@ -61,14 +67,15 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def wall_to_utc(day: date, minute: int, tz: ZoneInfo) -> datetime:
-    """Map a wall-clock time (``minute`` after local midnight of ``day``, may be >= 1440) to UTC.
+def wall_to_utc(day: date, second: int, tz: ZoneInfo) -> datetime:
+    """Map a wall-clock time (``second`` after local midnight of ``day``, may be >= 86400) to UTC.
 
     Ambiguous times (fall back) take their first occurrence (fold=0). Times the clocks skip (spring forward) map to
     the instant of the jump: zoneinfo would otherwise read 02:30 as 03:30, making a window end later than written.
     """
-    day = day + timedelta(days=minute // MINUTES_PER_DAY)
-    naive = datetime.combine(day, time(minute % MINUTES_PER_DAY // 60, minute % 60))
+    day = day + timedelta(days=second // SECONDS_PER_DAY)
+    of_day = second % SECONDS_PER_DAY
+    naive = datetime.combine(day, time(of_day // 3600, of_day // 60 % 60, of_day % 60))
     first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
     if first.astimezone(tz).replace(tzinfo=None) == naive:
         return first
@@ -100,8 +107,8 @@ def slot_intervals(
         for slot in slots:
             if day.weekday() not in slot.days:
                 continue
-            end_minute = slot.end_minute + (MINUTES_PER_DAY if slot.crosses_midnight else 0)
-            start, end = wall_to_utc(day, slot.start_minute, tz), wall_to_utc(day, end_minute, tz)
+            end_second = slot.end_second + (SECONDS_PER_DAY if slot.crosses_midnight else 0)
+            start, end = wall_to_utc(day, slot.start_second, tz), wall_to_utc(day, end_second, tz)
             if end > start and end > lo and start < hi:
                 yield start, end, slot.name
         day += timedelta(days=1)

@@ -150,7 +150,7 @@ def _parse_section(file: Path, env: str, section: dict) -> WindowPolicy:
         _bad(
             file,
             f"[{env}] slots",
-            'must be a list of tables { days = [...], start = "HH:MM", end = "HH:MM" }',
+            'must be a list of tables { days = [...], start = "HH:MM[:SS]", end = "HH:MM[:SS]" }',
         )
     slots = tuple(_parse_slot(file, f"[{env}] slots[{i}]", raw) for i, raw in enumerate(slots_raw))
     exchange = None
@@ -191,35 +191,39 @@ def _parse_slot(file: Path, where: str, raw: Any) -> Slot:
         if number is None:
             _bad(file, f"{where}.days", f"unknown day {day!r} (use {', '.join(DAY_ABBREVIATIONS)})")
         numbers.add(number)
-    start = _parse_minute(file, f"{where}.start", raw["start"], allow_24=False)
-    end = _parse_minute(file, f"{where}.end", raw["end"], allow_24=True)
+    start = _parse_time(file, f"{where}.start", raw["start"], allow_24=False)
+    end = _parse_time(file, f"{where}.end", raw["end"], allow_24=True)
     if end == start:
         _bad(file, f"{where}.end", f"equals start ({raw['start']}): a slot must have a length")
     name = raw.get("name")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         _bad(file, f"{where}.name", "must be a non-empty string")
     days_text = "/".join(DAY_ABBREVIATIONS[d] for d in sorted(numbers))
-    label = name.strip() if name else f"slot {days_text} {_hhmm(start)}-{_hhmm(end)}"
+    label = name.strip() if name else f"slot {days_text} {clock(start)}-{clock(end)}"
     return Slot(frozenset(numbers), start, end, label)
 
 
-def _parse_minute(file: Path, where: str, raw: Any, *, allow_24: bool) -> int:
-    """``"HH:MM"`` (or a TOML local time) as minutes after midnight; ``"24:00"`` only for an end."""
+def _parse_time(file: Path, where: str, raw: Any, *, allow_24: bool) -> int:
+    """``"HH:MM"``, ``"HH:MM:SS"`` (or a TOML local time) as seconds after midnight; ``"24:00"`` only for an end."""
     if isinstance(raw, time):
-        return raw.hour * 60 + raw.minute
+        return raw.hour * 3600 + raw.minute * 60 + raw.second
     text = raw.strip() if isinstance(raw, str) else ""
     parts = text.split(":")
-    if len(parts) == 2 and all(p.isdigit() and len(p) == 2 for p in parts):
-        hours, minutes = int(parts[0]), int(parts[1])
-        if (hours < 24 and minutes < 60) or (allow_24 and hours == 24 and minutes == 0):
-            return hours * 60 + minutes
-    hint = "00:00 to 24:00" if allow_24 else "00:00 to 23:59"
-    _bad(file, where, f"bad time {raw!r} (use HH:MM, {hint})")
+    if len(parts) in (2, 3) and all(p.isdigit() and len(p) == 2 for p in parts):
+        hours, minutes, seconds = (int(p) for p in [*parts, "00"][:3])
+        in_day = hours < 24 and minutes < 60 and seconds < 60
+        if in_day or (allow_24 and (hours, minutes, seconds) == (24, 0, 0)):
+            return hours * 3600 + minutes * 60 + seconds
+    hint = "00:00 to 24:00" if allow_24 else "00:00 to 23:59:59"
+    _bad(file, where, f"bad time {raw!r} (use HH:MM or HH:MM:SS, {hint})")
     raise AssertionError  # unreachable: _bad raises
 
 
-def _hhmm(minute: int) -> str:
-    return f"{minute // 60:02d}:{minute % 60:02d}"
+def clock(second: int) -> str:
+    """``02:00``, or ``02:00:30`` when the time has seconds: a slot's time as the file would write it."""
+    hours, rest = divmod(second, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours:02d}:{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
 
 
 def _parse_exchange(file: Path, where: str, raw: Any) -> ExchangeClosed:
