@@ -127,7 +127,8 @@ PANDAS_BACKFILL = DataMigration(
         "WHERE id > :lo AND id <= :hi AND notional IS NULL",
         transform=_notional,
         result_columns={"id": "bigint", "notional": "numeric(24, 8)"},
-        write_sql="UPDATE trades t SET notional = r.notional FROM batch_result r WHERE t.id = r.id",
+        write_sql="UPDATE trades t SET notional = r.notional FROM batch_result r "
+        "WHERE t.id = r.id AND t.id > :lo AND t.id <= :hi",
     ),
 )
 

@@ -52,7 +52,10 @@ class PandasStep:
 
     ``read_sql`` selects the batch (``:lo``, ``:hi``); ``transform`` turns it into ``TransformResult``; the engine
     COPYs ``rows`` into a temporary table ``batch_result`` with ``result_columns`` (name -> SQL type) and runs
-    ``write_sql`` (one UPDATE ... FROM batch_result, or INSERT ... SELECT) in the same transaction.
+    ``write_sql`` (one UPDATE ... FROM batch_result, or INSERT ... SELECT) in the same transaction, with the
+    batch's ``:lo`` and ``:hi`` bound too. An UPDATE ... FROM should say ``AND t.id > :lo AND t.id <= :hi``: the
+    planner otherwise merge-joins the batch with the table's key index read from its first key, a cost that grows
+    with every batch (measured: 100 ms of 300 per 20,000-row batch half way through a million rows).
     """
 
     read_sql: str

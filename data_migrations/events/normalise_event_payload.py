@@ -111,7 +111,7 @@ migration = DataMigration(
         write_sql="""
             UPDATE events e SET payload = r.payload::jsonb, instrument_id = i.id
             FROM batch_result r LEFT JOIN instruments i ON i.symbol = r.symbol
-            WHERE e.id = r.id
+            WHERE e.id = r.id AND e.id > :lo AND e.id <= :hi
         """,
     ),
     revert_sql="UPDATE events SET payload = NULL, instrument_id = NULL WHERE id > :lo AND id <= :hi",

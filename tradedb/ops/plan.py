@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import text
-
 import data_migrations
 from tradedb import schema
 from tradedb.core.db import connect_checked
@@ -26,7 +24,7 @@ from tradedb.core.settings import Environment
 from tradedb.ops.backup import latest_backup
 from tradedb.ops.deploy_order import Step, deploy_order, fingerprint
 from tradedb.ops.rehearsal import RehearsalReport
-from tradedb.schema.pending_rows import count_pending
+from tradedb.schema.pending_rows import estimate_pending, table_rows
 
 ONLINE_LOCK_MS = 200.0  # a schema step whose rehearsed ACCESS EXCLUSIVE lock stays under this may run online
 SCALING = (
@@ -131,20 +129,14 @@ def _pending(env: Environment) -> tuple[str | None, list[Step], dict[str, tuple[
             if step.kind == "data":
                 m = data_migrations.get(step.name)
                 if m.after in applied:
-                    rows[m.name] = ("pending", count_pending(conn, m))
+                    # an estimate on a big table: the schedule asks every tick, and a count would scan it whole
+                    rows[m.name] = ("pending", estimate_pending(conn, m)[0])
                     if not rows[m.name][1]:
                         continue
                 else:
-                    rows[m.name] = ("table", _table_rows(conn, m.table))
+                    rows[m.name] = ("table", table_rows(conn, m.table))
             kept.append(step)
     return current, kept, rows
-
-
-def _table_rows(conn, table: str) -> int:
-    """Rows of ``table``, 0 while a pending revision has yet to create it."""
-    if conn.scalar(text("SELECT to_regclass(:t)"), {"t": f"public.{table}"}) is None:
-        return 0
-    return int(conn.scalar(text(f'SELECT count(*) FROM "{table}"')))
 
 
 def build_plan(env: Environment, rehearsal: RehearsalReport | None) -> Plan:

@@ -70,3 +70,13 @@ def estimate_pending(conn: Connection, migration: PendingRows) -> tuple[int, boo
     if sampled == 0:
         return count_pending(conn, migration), True
     return round(sampled * 100.0 / percent), False
+
+
+def table_rows(conn: Connection, table: str) -> int:
+    """Rows of ``table`` (0 while it does not exist yet): counted on a small table, the planner's estimate on a big one."""
+    rows = conn.scalar(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table})
+    if rows is None:
+        return 0
+    if rows < EXACT_COUNT_MAX_ROWS:
+        return int(conn.scalar(text(f'SELECT count(*) FROM "{table}"')))
+    return int(rows)

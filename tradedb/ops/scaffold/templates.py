@@ -101,7 +101,7 @@ def transform(batch: pd.DataFrame) -> TransformResult:
         result_columns={"${key}": "${key_type}"},  # ${marker}: every column transform returns -> its SQL type
         write_sql="""
             UPDATE ${table} t SET ${key} = r.${key}  -- ${marker}: the new values, from batch_result r
-            FROM batch_result r WHERE t.${key} = r.${key}
+            FROM batch_result r WHERE t.${key} = r.${key} AND t.${key} > :lo AND t.${key} <= :hi  -- keeps the join on the batch
         """,
     ),
 '''
