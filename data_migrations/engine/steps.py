@@ -1,15 +1,14 @@
 """Applying a declared step to one key range ``(lo, hi]`` inside a batch's transaction.
 
 A SQL step runs its ``reject_sql`` (rows it declares it cannot transform) and its ``update_sql``; a pandas step reads
-the range, transforms it, COPYs the result into a temporary table and runs its set-based ``write_sql``. Either way
-the write goes through ``isolation.write_isolating``, so a row the database refuses is set aside instead of
-failing the batch. What comes back is counted and quarantined by the worker, in the same transaction.
+the range, transforms it, COPYs the result into a temporary table and runs its set-based ``write_sql``. What comes
+back is counted and quarantined by the worker, in the same transaction. A write the database refuses raises: the
+worker narrows its batches around it (``isolation``).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -18,19 +17,18 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from data_migrations.base import DataMigration, PandasStep, SqlStep
-from data_migrations.engine.isolation import write_isolating
 
 TEMP_TABLE = "batch_result"  # where a pandas step's rows wait for its write_sql (dropped at commit)
 
 
 @dataclass
 class Applied:
-    """What one step did to a range: rows written, rows it rejected itself, rows the database refused."""
+    """What one step did to a range: rows written, rows it rejected itself, a row the database refused (set aside
+    by the worker after narrowing its batches down to it)."""
 
     written: int
     rejected: list[tuple[int, str]] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)
-    statements: int = 1
 
     @property
     def set_aside(self) -> list[tuple[int, str]]:
@@ -49,24 +47,8 @@ def _apply_sql(conn: Connection, m: DataMigration, step: SqlStep, lo: int, hi: i
     rejected = []
     if step.reject_sql:
         rejected = [(r.key, r.reason) for r in conn.execute(text(step.reject_sql), {"lo": lo, "hi": hi})]
-    keys: list[int] = []
-
-    def pending_keys() -> list[int]:
-        sql = (
-            f"SELECT t.{m.key} FROM {m.table} t WHERE t.{m.key} > :lo AND t.{m.key} <= :hi "
-            f"AND ({m.pending_where}) ORDER BY t.{m.key}"
-        )
-        keys.extend(conn.scalars(text(sql), {"lo": lo, "hi": hi}))
-        return keys
-
-    def update(a: int, b: int) -> int:
-        bounds = {"lo": keys[a - 1] if a else lo, "hi": keys[b - 1] if b < len(keys) else hi}
-        return conn.execute(text(step.update_sql), bounds).rowcount
-
-    done = write_isolating(
-        conn, lambda: conn.execute(text(step.update_sql), {"lo": lo, "hi": hi}).rowcount, pending_keys, update
-    )
-    return Applied(done.written, rejected, done.refused, done.statements)
+    written = conn.execute(text(step.update_sql), {"lo": lo, "hi": hi}).rowcount
+    return Applied(written, rejected)
 
 
 def _apply_pandas(conn: Connection, m: DataMigration, step: PandasStep, lo: int, hi: int) -> Applied:
@@ -76,26 +58,13 @@ def _apply_pandas(conn: Connection, m: DataMigration, step: PandasStep, lo: int,
     batch = pd.DataFrame([tuple(row) for row in result], columns=list(result.keys()))
     out = step.transform(batch)
     rejected = list(zip(out.rejected["key"], out.rejected["reason"], strict=True))
-    if not len(out.rows):
-        return Applied(0, rejected)
-    rows = out.rows.sort_values(m.key, kind="stable") if m.key in out.rows else out.rows
-    keys: Sequence[int] = rows[m.key].tolist() if m.key in rows else []
-
-    def write(frame: pd.DataFrame, *, analyze: bool) -> int:
-        copy_into_temp(conn, frame, step.result_columns, analyze=analyze)
+    if len(out.rows):
+        copy_into_temp(conn, out.rows, step.result_columns)
         conn.execute(text(step.write_sql), {"lo": lo, "hi": hi})
-        return len(frame)
-
-    done = write_isolating(
-        conn,
-        lambda: write(rows, analyze=True),
-        lambda: keys,
-        lambda a, b: write(rows.iloc[a:b], analyze=False),
-    )
-    return Applied(done.written, rejected, done.refused, done.statements)
+    return Applied(len(out.rows), rejected)
 
 
-def copy_into_temp(conn: Connection, frame: pd.DataFrame, columns: dict[str, str], *, analyze: bool) -> None:
+def copy_into_temp(conn: Connection, frame: pd.DataFrame, columns: dict[str, str]) -> None:
     """COPY a batch's result into the temporary ``batch_result`` (emptied first), for one set-based write-back.
 
     Driver errors of the COPY are raised as SQLAlchemy's, like every other statement's, so the retry and the
@@ -111,10 +80,9 @@ def copy_into_temp(conn: Connection, frame: pd.DataFrame, columns: dict[str, str
     try:
         cursor.execute(f"TRUNCATE {TEMP_TABLE}")
         cursor.copy_expert(copy, buffer)
-        if analyze:
-            # without statistics the planner guesses the temp table's size and may join it by scanning the whole
-            # target table once per batch; ANALYZE of a few thousand rows costs milliseconds and keeps the join on
-            # the key index
-            cursor.execute(f"ANALYZE {TEMP_TABLE}")
+        # without statistics the planner guesses the temp table's size and may join it by scanning the whole
+        # target table once per batch; ANALYZE of a few thousand rows costs milliseconds and keeps the join on
+        # the key index
+        cursor.execute(f"ANALYZE {TEMP_TABLE}")
     except psycopg2.Error as exc:
         raise DBAPIError.instance(copy, None, exc, psycopg2.Error) from exc

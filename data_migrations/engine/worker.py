@@ -12,17 +12,18 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from data_migrations.base import DataMigration, SqlStep
 from data_migrations.engine import batch_size, state
+from data_migrations.engine.isolation import PoisonSearch, database_reason, is_data_error
 from data_migrations.engine.lock import status_and_lock
 from data_migrations.engine.options import BadRow, DataMigrationFailed, RunOptions, RunResult
 from data_migrations.engine.progress import Progress, RateWindow
 from data_migrations.engine.quarantine import quarantine, require_within_allowance
 from data_migrations.engine.retries import backoff_seconds, retry_transient, transient_cause
-from data_migrations.engine.steps import apply_step
+from data_migrations.engine.steps import Applied, apply_step
 from data_migrations.engine.throttle import Throttle, WaitNote
 from tradedb.core.errors import cause_line
 from tradedb.schema.pending_rows import pending_rows_sql
@@ -62,6 +63,8 @@ class Worker:
         self.rows_this_run = 0
         self.rate = RateWindow()
         self.rate.add(0)
+        self.search = PoisonSearch()
+        self._range: tuple[int, int, int] | None = None  # the batch under way: lo, hi and the rows between
         self.stop = stop or threading.Event()
         self.throttle = Throttle(engine, migration, options, on_wait=on_wait or self._report_wait)
         self._recorded_throttle = 0.0  # of throttle.seconds, the part already added to the state row
@@ -170,14 +173,19 @@ class Worker:
 
     def _batch_with_retries(self, slice_: dict) -> tuple[bool, int, int, float, int]:
         attempt = 0
+        refused: tuple[int, str] | None = None
         while True:
             attempt += 1
             t0 = time.monotonic()
             try:
-                done, rows, quarantined, span = self._batch(slice_, attempt, t0)
+                done, rows, quarantined, span = self._batch(slice_, attempt, t0, refused)
             except BadRow as exc:
                 self._fail(str(exc))
             except DBAPIError as exc:
+                if is_data_error(exc) and self._range is not None:
+                    refused = self._narrow(exc)
+                    attempt -= 1  # a refused row is not a failed attempt: the search goes on at once
+                    continue
                 cause = transient_cause(exc)
                 if cause is None or attempt >= self.options.max_attempts:
                     self._fail(
@@ -199,19 +207,43 @@ class Worker:
                 time.sleep(delay)
                 continue
             seconds = time.monotonic() - t0
-            self.recent.append((span, seconds))
-            self.size = batch_size.next_batch_size(
-                self.size,
-                self.recent,
-                self.options.target_seconds,
-                self.options.min_batch,
-                self.options.max_batch,
-            )
+            if refused is not None or (self.search.until is not None and done):
+                self.size = self.search.finish(self.size)  # the row is set aside, or the slice ended
+            elif self.search.until is None:  # sizes while searching say nothing about the table's rows
+                self.recent.append((span, seconds))
+                self.size = batch_size.next_batch_size(
+                    self.size,
+                    self.recent,
+                    self.options.target_seconds,
+                    self.options.min_batch,
+                    self.options.max_batch,
+                )
             return done, rows, quarantined, seconds, attempt
 
-    def _batch(self, slice_: dict, attempt: int, started: float) -> tuple[bool, int, int, int]:
-        """One batch in one transaction: step, quarantine, checkpoint and history commit together."""
+    def _narrow(self, exc: DBAPIError) -> tuple[int, str] | None:
+        """The database refused the batch's range: search within it, or, for one row, return it to set aside."""
+        lo, hi, keys = self._range
+        if self.search.refused(hi, keys, self.size):
+            log.info(
+                "%s: the database refused a row in (%s, %s]: narrowing the batches around it",
+                self.m.name,
+                lo,
+                hi,
+            )
+            return None
+        log.warning("%s: quarantining row %s: %s", self.m.name, hi, database_reason(exc))
+        return (hi, database_reason(exc))
+
+    def _batch(
+        self, slice_: dict, attempt: int, started: float, refused: tuple[int, str] | None = None
+    ) -> tuple[bool, int, int, int]:
+        """One batch in one transaction: step, quarantine, checkpoint and history commit together.
+
+        ``refused``: the one row the database refused, found by the poison search; this batch sets it aside
+        (with its original values) instead of running the step on it.
+        """
         m = self.m
+        self._range = None  # set once the step is about to run: only its refusals are searched
         with self.engine.begin() as conn:
             conn.execute(text(f"SET LOCAL lock_timeout = {int(self.options.lock_timeout_ms)}"))
             conn.execute(text(f"SET LOCAL statement_timeout = {int(self.options.statement_timeout_ms)}"))
@@ -226,17 +258,23 @@ class Worker:
                 return True, 0, 0, 0  # reclaimed by someone else: let go of it
             lo = row.last_key
             slice_["last_key"] = lo
-            upper = conn.scalar(
-                text(
-                    f"""SELECT max(k) FROM (SELECT {m.key} AS k FROM {m.table}
-                        WHERE {m.key} > :lo AND {m.key} <= :hi ORDER BY {m.key} LIMIT :size) s"""
-                ),
-                {"lo": lo, "hi": row.hi, "size": self.size},
-            )
-            hi = row.hi if upper is None else upper
+            if refused is not None:
+                hi, upper, keys = refused[0], refused[0], 1
+                applied = Applied(0, refused=[refused])
+            else:
+                size = self._search_size(conn, lo)
+                upper, keys = conn.execute(
+                    text(
+                        f"""SELECT max(k), count(*) FROM (SELECT {m.key} AS k FROM {m.table}
+                            WHERE {m.key} > :lo AND {m.key} <= :hi ORDER BY {m.key} LIMIT :size) s"""
+                    ),
+                    {"lo": lo, "hi": row.hi, "size": size},
+                ).one()
+                hi = row.hi if upper is None else upper
+                self._range = (lo, hi, keys)
             params = {"lo": lo, "hi": hi}
             needing = None
-            if isinstance(m.step, SqlStep) and not m.step.rowcount_is_rows:
+            if refused is None and isinstance(m.step, SqlStep) and not m.step.rowcount_is_rows:
                 needing = conn.scalar(
                     text(
                         pending_rows_sql(m, with_quarantine=True)
@@ -244,17 +282,9 @@ class Worker:
                     ),
                     params,
                 )
-            applied = apply_step(conn, m, lo, hi)
+            if refused is None:
+                applied = apply_step(conn, m, lo, hi)
             quarantined = quarantine(conn, m, applied.set_aside)
-            if applied.refused:
-                log.warning(
-                    "%s: the database refused %d row(s) in (%s, %s]; quarantined: %s",
-                    m.name,
-                    len(applied.refused),
-                    lo,
-                    hi,
-                    applied.refused[0][1],
-                )
             done = hi >= row.hi
             conn.execute(
                 text(
@@ -290,7 +320,22 @@ class Worker:
                     "secs": time.monotonic() - started,  # up to the commit that follows
                 },
             )
+        self._range = None
         return done, rows, quarantined, max(hi - lo, 1) if upper is None else min(self.size, hi - lo)
+
+    def _search_size(self, conn: Connection, lo: int) -> int:
+        """The batch size now: the adaptive one, or, while searching for a refused row, half the rows left before it."""
+        until = self.search.until
+        if until is None:
+            return self.size
+        if lo >= until:  # the refused range went through after all (its refusal was not about this data)
+            self.size = self.search.finish(self.size)
+            return self.size
+        left = conn.scalar(
+            text(f"SELECT count(*) FROM {self.m.table} WHERE {self.m.key} > :lo AND {self.m.key} <= :until"),
+            {"lo": lo, "until": until},
+        )
+        return self.search.size_for(int(left))
 
     # -- bookkeeping
 

@@ -1,6 +1,7 @@
-"""Poison rows on real PostgreSQL: a row the database refuses is isolated by bisection and quarantined with the
-database's reason; every other row is migrated; the bound stops a run that sets aside too much; a crash during a
-bisection resumes to the same result; the app's own migrations survive the values real tables hold."""
+"""Poison rows on real PostgreSQL: a row the database refuses is found by narrowing the batches around it and
+quarantined with the database's reason; every other row is migrated; the bound stops a run that sets aside too
+much; a crash during a search resumes to the same result; the app's own migrations survive the values real tables
+hold."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from data_migrations import engine, get
 from data_migrations.base import SqlStep
 from data_migrations.checks import quarantine_reconciled
 from data_migrations.engine import DataMigrationFailed, RunOptions
-from data_migrations.engine.isolation import write_isolating
 from tests.conftest import ROOT, run_cli
 from tests.data_migrations import poison
 from tests.helpers import scalar, seeded
@@ -45,6 +45,15 @@ def migrated_table(env) -> list[tuple]:
                 )
             )
         ]
+
+
+def batch_ranges(env, name: str) -> list[tuple[int, int]]:
+    with create_engine(env.url).connect() as conn:
+        rows = conn.execute(
+            text("SELECT lo, hi FROM tradedb_migrations.data_migration_batches WHERE name = :n ORDER BY lo"),
+            {"n": name},
+        )
+        return [(r.lo, r.hi) for r in rows]
 
 
 def quarantined(env, name: str) -> dict[int, dict]:
@@ -81,7 +90,10 @@ def test_poison_rows_of_every_sqlstate_are_isolated_and_the_rest_migrated(env, k
 
     assert result.status == "finished", result.stop_reason
     assert result.rows_quarantined == len(placement) and result.rows_done == 300 - len(placement)
-    assert result.batches == 3  # isolation happens inside the batches: no batch was retried or split
+    assert result.retries == 0  # a refusal is searched, not retried
+    ranges = batch_ranges(env, m.name)  # every key walked once, in committed batches of its own
+    assert ranges[0][0] == 0 and ranges[-1][1] == 300
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     set_aside = quarantined(env, m.name)
     assert set(set_aside) == set(placement)
     for key, what in placement.items():
@@ -97,33 +109,21 @@ def test_poison_rows_of_every_sqlstate_are_isolated_and_the_rest_migrated(env, k
             assert row[1:] == (None, None, None, None, None, False), row
         else:
             assert row[1:] == (12.5, '{"a": 1}', row[3], 25, f"c{key}", True) and str(row[3]) == "2026-01-02"
-    assert (
-        scalar(
-            env, "SELECT count(*) FROM tradedb_migrations.data_migration_batches WHERE name = :n", n=m.name
-        )
-        == 3
-    )
 
 
-def test_bisection_costs_about_two_log2_statements_per_poison_row(env):
-    """One poison key among 1,024: the whole batch, then two halves per level, not a replay row by row."""
-    keys = list(range(1, 1025))
-    statements = []
-    with create_engine(env.url).begin() as conn:
-        conn.execute(text("CREATE TEMP TABLE t (k bigint PRIMARY KEY CHECK (k <> 777))"))
-
-        def write(a: int, b: int) -> int:
-            statements.append((a, b))
-            return conn.execute(
-                text("INSERT INTO t SELECT generate_series(CAST(:a AS bigint), CAST(:b AS bigint))"),
-                {"a": keys[a], "b": keys[b - 1]},
-            ).rowcount
-
-        done = write_isolating(conn, lambda: write(0, len(keys)), lambda: keys, write)
-        stored = conn.scalar(text("SELECT count(*) FROM t"))
-    assert [k for k, _ in done.refused] == [777] and "SQLSTATE 23514" in done.refused[0][1]
-    assert done.written == stored == 1_023
-    assert done.statements == len(statements) <= 2 * math.ceil(math.log2(len(keys))) + 1
+def test_one_poison_row_costs_a_few_small_batches_and_the_size_comes_back(env):
+    """One poison row among 1,024 in one batch: about log2(1,024) short committed batches find it, then the run
+    goes on at the size it had."""
+    schema.upgrade(env, "0001")
+    poison.create(env.url, 2_048, {777: "overflow"})
+    result = engine.run(env.url, poison.SQL_POISON, pinned(1_024))
+    assert result.status == "finished" and result.rows_quarantined == 1 and result.rows_done == 2_047
+    ranges = batch_ranges(env, poison.SQL_POISON.name)
+    around = [r for r in ranges if r[1] <= 1_024]
+    assert len(around) <= math.ceil(math.log2(1_024)) + 2, around
+    assert (776, 777) in ranges  # the poison row's own batch: it set the row aside
+    assert ranges[-2:] == [(777, 1_801), (1_801, 2_048)]  # then 1,024 rows a batch again
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
 
 
 def test_errors_that_are_not_about_the_data_keep_failing_clearly(env):
@@ -150,11 +150,11 @@ def test_the_bound_stops_a_run_that_sets_aside_too_much(env):
     with pytest.raises(DataMigrationFailed) as caught:
         engine.run(env.url, strict, pinned())
     message = str(caught.value)
-    assert "10 rows quarantined, more than its declared max_quarantined allows (4 of 300)" in message
+    assert "5 rows quarantined, more than its declared max_quarantined allows (4 of 300)" in message
     assert "SQLSTATE 23514" in message and "\n" not in message
-    # the batch that crossed the bound was rolled back; the one before it stays migrated
-    assert set(quarantined(env, strict.name)) == set()
-    assert scalar(env, "SELECT count(*) FROM poison WHERE migrated") == BATCH
+    # rows are set aside one batch each: the one that crossed the bound was rolled back, those before it stay
+    assert set(quarantined(env, strict.name)) == {120, 121, 122, 123}
+    assert scalar(env, "SELECT count(*) FROM poison WHERE migrated") == 119
     assert (
         scalar(
             env, "SELECT status FROM tradedb_migrations.data_migration_state WHERE name = :n", n=strict.name
@@ -162,14 +162,15 @@ def test_the_bound_stops_a_run_that_sets_aside_too_much(env):
         == "failed"
     )
 
-    # a share of the rows that still needed it (200 after the first batch): 11 is within 6 %, so it finishes
-    share = dataclasses.replace(poison.SQL_POISON, name="common.poison_share", max_quarantined=0.06)
+    # a share of the rows that still needed it (181 after the first run): 11 is within 7 %, so it finishes
+    share = dataclasses.replace(poison.SQL_POISON, name="common.poison_share", max_quarantined=0.07)
     result = engine.run(env.url, share, pinned())
     assert result.status == "finished" and result.rows_quarantined == 11
 
 
 def test_a_crash_during_a_bisection_resumes_to_the_same_result(make_database):
-    """SIGKILL while the engine is bisecting (held on an advisory lock inside a half), then resume."""
+    """SIGKILL while the engine searches for a refused row (held on an advisory lock in a narrowed batch), then
+    resume."""
     reference, crashed = make_database(), make_database()
     placement = {40: "json", 41: "overflow", 77: "negative", 140: "zero"}
     gate = (
@@ -198,8 +199,10 @@ def test_a_crash_during_a_bisection_resumes_to_the_same_result(make_database):
     try:
         waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted"
         deadline = time.monotonic() + 60
-        while scalar(crashed, waiting) == 0:  # the engine is inside a half of its first bisection
-            assert proc.poll() is None and time.monotonic() < deadline, "the engine never reached a bisection"
+        while scalar(crashed, waiting) == 0:  # the engine is in a narrowed batch of its first search
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "the engine never narrowed its batches"
+            )
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -216,7 +219,7 @@ def test_a_crash_during_a_bisection_resumes_to_the_same_result(make_database):
 
 
 def gated_migration():
-    """The SQL step with a gate: a range narrower than a batch (a bisection's half) waits on advisory lock 4242."""
+    """The SQL step with a gate: a range narrower than a batch (a search's narrowed batch) waits on lock 4242."""
     update = poison.SQL_POISON.step.update_sql.replace("WHERE", "WHERE gate(:lo, :hi) AND", 1)
     return dataclasses.replace(poison.SQL_POISON, step=SqlStep(update_sql=update))
 
