@@ -33,12 +33,16 @@ NAIVE_PAGE = 10_000  # the page size a hand-written loop typically uses
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: reset at exec, unlike ru_maxrss, which a spawned child
-    inherits from the parent that seeded a million rows)."""
+    """Peak resident memory of this process or of any worker process it ran, whichever is larger.
+
+    This process's is VmHWM (reset at exec, unlike ru_maxrss, which a spawned child inherits from the parent that
+    seeded a million rows); a pandas step's workers are processes of their own, whose peak is RUSAGE_CHILDREN's.
+    """
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+            own = int(line.split()[1]) / 1024.0
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0)
 
 
 def tenth_ratio(seconds: list[float], rows: list[int]) -> float | None:

@@ -66,6 +66,10 @@ def test_different_tables_overlap_and_one_table_never_does(env):
     assert {name: o.status for name, o in outcomes.items()} == dict.fromkeys(outcomes, "finished")
     assert all(o.rows_done == o.source_rows == ROWS and o.rows_quarantined == 0 for o in outcomes.values())
     s = spans(env, list(outcomes))
+    print(
+        f"overlap a_first/b_first {overlap_seconds(s[a_first.name], s[b_first.name]):.2f}s, "
+        f"a_first/a_second {overlap_seconds(s[a_first.name], s[a_second.name]):.2f}s"
+    )
     assert overlap_seconds(s[a_first.name], s[b_first.name]) > 0.1  # side by side
     assert overlap_seconds(s[a_first.name], s[a_second.name]) < 0  # one after the other on lane_a
     for table in ("lane_a", "lane_b"):
@@ -102,6 +106,7 @@ def test_tradedb_data_run_all_parallel_runs_the_apps_migrations_side_by_side(env
     assert all(states[n].rows_done + states[n].rows_quarantined == states[n].source_rows for n in names)
     s = spans(env, names)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    print({f"{a} / {b}": round(overlap_seconds(s[a], s[b]), 2) for a, b in pairs})
     assert max(overlap_seconds(s[a], s[b]) for a, b in pairs) > 0  # at least two ran at the same time
     for name in names:
         assert f"finished {name}" in result.stdout.replace("\n", " ")
