@@ -209,7 +209,7 @@ class RunGuardResource(dg.ConfigurableResource):
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[RunGuard]:
-        run = context.dagster_run
+        run = context.run
         with ExitStack() as stack:
             yield RunGuard(
                 stack,

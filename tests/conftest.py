@@ -8,8 +8,10 @@ built-in tests bind to this file and use ``alembic_engine`` below.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,16 +44,22 @@ def _private_side_effects(tmp_path, monkeypatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> Iterator[URL]:
+def server_url() -> Iterator[URL]:
     """Admin URL (database ``postgres``) of the PostgreSQL server the tests use."""
     if os.environ.get("TRADEDB_TEST_URL"):
         yield make_url(os.environ["TRADEDB_TEST_URL"]).set(drivername=DRIVER, database="postgres")
         return
     from tradedb.core.embedded import server_uri, stop_server
 
-    data_dir = tmp_path_factory.mktemp("pg") / "data"
-    yield make_url(server_uri(data_dir)).set(drivername=DRIVER, database="postgres")
-    stop_server(data_dir)
+    # Not under pytest's basetemp: a second pytest run on the machine rotates old basetemps away, and
+    # PostgreSQL shuts down within a minute once its data directory's lock file is gone.
+    home = Path(tempfile.mkdtemp(prefix="tradedb-test-pg-"))
+    data_dir = home / "data"
+    try:
+        yield make_url(server_uri(data_dir)).set(drivername=DRIVER, database="postgres")
+    finally:
+        stop_server(data_dir)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _admin(server_url: URL):
