@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
@@ -30,6 +32,9 @@ from tradedb.schema.state_schema import STATE_SCHEMA
 
 S = STATE_SCHEMA
 PROGRESS_SECONDS = 0.5  # how often the parent reports progress while workers run
+DRAIN_SECONDS = (
+    0.05  # how often the parent empties worker processes' queue (a child cannot exit while it is full)
+)
 WAIT_NOTE_SECONDS = 2.0  # a worker's throttle note shows in the progress line this long after it was made
 
 
@@ -67,7 +72,14 @@ def _run_threads(
     ]
     for t in threads:
         t.start()
-    _report_while(lambda: any(t.is_alive() for t in threads), engine, m, options, waits)
+
+    def finished(timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
+
+    _report_while(finished, engine, m, options, waits)
     for t in threads:
         t.join()
     if errors:
@@ -97,11 +109,17 @@ def _run_processes(
             except queue.Empty:
                 return
 
-    def running() -> bool:
-        drain()
-        return any(p.is_alive() for p in procs)
+    def finished(timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            drain()
+            alive = [p.sentinel for p in procs if p.is_alive()]
+            left = deadline - time.monotonic()
+            if not alive or left <= 0:
+                return not alive
+            multiprocessing.connection.wait(alive, min(left, DRAIN_SECONDS))
 
-    _report_while(running, engine, m, options, {})
+    _report_while(finished, engine, m, options, {})
     for p in procs:
         p.join()
     drain(wait=0.5)
@@ -134,11 +152,13 @@ def _worker_id(index: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{index}"
 
 
-def _report_while(running, engine: Engine, m: DataMigration, options: RunOptions, waits: dict) -> None:
-    """Report progress from the state row until ``running()`` is false."""
+def _report_while(
+    finished: Callable[[float], bool], engine: Engine, m: DataMigration, options: RunOptions, waits: dict
+) -> None:
+    """Report progress from the state row every ``PROGRESS_SECONDS`` until ``finished(timeout)`` says the workers
+    are done; it returns as soon as they are, so the run ends with its last batch, not up to a period later."""
     rate = RateWindow()
-    while running():
-        time.sleep(PROGRESS_SECONDS)
+    while not finished(PROGRESS_SECONDS):
         if options.on_progress:
             recent = [w for w in waits.values() if time.monotonic() - w[2] < WAIT_NOTE_SECONDS]
             options.on_progress(_progress_from_state(engine, m, rate, recent[0] if recent else None))
