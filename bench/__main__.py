@@ -232,7 +232,7 @@ def run_measured(url: URL, name: str, rows: int, max_id: int, console: Console) 
 def poison_pairs(url: URL, rows: int, max_id: int, console: Console, first: dict, pairs: int) -> dict:
     """The throughput poison rows cost, from ``pairs`` alternating runs of engine_sql and engine_sql_poison.
 
-    One pair says little: two runs of the same contender differ by 10-20 % here (checkpoints, the engine's own
+    One pair says little: two runs of the same contender differ by 10-50 % here (checkpoints, the engine's own
     VACUUM), as much as the effect measured. The medians of a few alternating pairs do not move that much.
     """
     clean, poison = [first["engine_sql"]["seconds"]], [first["engine_sql_poison"]["seconds"]]

@@ -32,9 +32,7 @@ from tradedb.schema.state_schema import STATE_SCHEMA
 
 S = STATE_SCHEMA
 PROGRESS_SECONDS = 0.5  # how often the parent reports progress while workers run
-DRAIN_SECONDS = (
-    0.05  # how often the parent empties worker processes' queue (a child cannot exit while it is full)
-)
+DRAIN_SECONDS = 0.05  # how often the parent empties the worker processes' queue (a full one keeps them alive)
 WAIT_NOTE_SECONDS = 2.0  # a worker's throttle note shows in the progress line this long after it was made
 
 
@@ -101,11 +99,12 @@ def _run_processes(
         p.start()
     results: list = []
 
-    def drain(wait: float = 0.0) -> None:
-        """Take what workers sent; a child cannot exit while its queue still holds its data."""
+    def drain() -> None:
+        """Take what workers sent. A child exits only once what it put is in the pipe, so after the last one has
+        exited nothing more can come and nothing sent is still on its way."""
         while True:
             try:
-                results.append(outcomes.get(timeout=wait) if wait else outcomes.get_nowait())
+                results.append(outcomes.get_nowait())
             except queue.Empty:
                 return
 
@@ -122,7 +121,7 @@ def _run_processes(
     _report_while(finished, engine, m, options, {})
     for p in procs:
         p.join()
-    drain(wait=0.5)
+    drain()
     for batches in (r for r in results if isinstance(r, list)):
         for seconds, rows in batches:
             result.add_batch(seconds, rows, 1)

@@ -484,5 +484,7 @@ def test_two_workers_cover_every_key_exactly_once(env):
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False)), "a gap between ranges"
     workers = scalar(env, "SELECT count(DISTINCT worker) FROM tradedb_migrations.data_migration_batches")
     assert workers == 2
+    # the worker processes' batch timings all reached the parent before it reported
+    assert result.batches == len(ranges) == len(result.batch_seconds)
     assert scalar(env, "SELECT count(*) FROM events WHERE payload IS NULL") == expected_quarantine(env)
     assert current(env) == "0011"
