@@ -29,6 +29,7 @@ from data_migrations.engine import batch_size
 from data_migrations.engine.health import (
     VACUUM_APPLICATION,
     Decision,
+    Health,
     Thresholds,
     decide,
     may_vacuum,
@@ -40,12 +41,10 @@ log = logging.getLogger("tradedb.data")
 
 THROTTLE_EVERY = 10  # look at the table's health every this many batches
 THROTTLE_SLEEP = 1.0  # one step of a wait
-VACUUM_LOCK_TIMEOUT = (
-    "2s"  # our VACUUM never queues long behind DDL (it would then hold up the DDL's followers)
-)
-VACUUM_JOIN_SECONDS = (
-    5.0  # at the end of a run, how long to let our VACUUM finish before leaving it to itself
-)
+# our VACUUM never queues long behind DDL (it would then hold up the DDL's followers)
+VACUUM_LOCK_TIMEOUT = "2s"
+# at the end of a run, how long to let our VACUUM finish before leaving it to itself
+VACUUM_JOIN_SECONDS = 5.0
 
 WaitNote = Callable[[str, float], None]
 """Told while a wait lasts: the reason and how long the run has been held back so far."""
@@ -86,14 +85,15 @@ class Throttle:
         waited_since = None
         while True:
             with self.engine.connect() as conn:
-                decision = decide(observe(conn, self.m.table), self.own_dead, self.thresholds)
+                health = observe(conn, self.m.table)
+            decision = decide(health, self.own_dead, self.thresholds)
             if decision.action == "go":
                 return size
             if decision.action == "shrink":
                 log.info("%s: %s", self.m.name, decision.reason)
                 return batch_size.split(size, self.options.min_batch)
             if decision.action == "vacuum":
-                self._vacuum_or_pace(decision, time_left)
+                self._vacuum_or_pace(decision, health, time_left)
                 return size
             now = time.monotonic()
             waited_since = waited_since or now
@@ -109,7 +109,7 @@ class Throttle:
             log.info("%s: throttled for %.0fs: %s", self.m.name, held, decision.reason)
             self._pause(THROTTLE_SLEEP, decision.reason, held)
 
-    def _vacuum_or_pace(self, decision: Decision, time_left: Callable[[], float]) -> None:
+    def _vacuum_or_pace(self, decision: Decision, h: Health, time_left: Callable[[], float]) -> None:
         if self._vacuum is not None and self._vacuum.is_alive():
             return
         if self.options.vacuum and self._allowed_to_vacuum():
@@ -122,8 +122,6 @@ class Throttle:
             self._vacuum.start()
             return
         # no vacuum of ours: give autovacuum room, longer the further past the limit, within one wait's bound
-        with self.engine.connect() as conn:
-            h = observe(conn, self.m.table)
         limit = max(self.thresholds.min_dead_tuples, self.thresholds.dead_tuple_ratio * max(h.live, 1))
         pause = min(self.options.max_pause_seconds, THROTTLE_SLEEP * h.dead / limit, max(time_left() - 1, 0))
         reason = f"{decision.reason.replace(': vacuuming', '')}; pacing (this role may not vacuum it)"
