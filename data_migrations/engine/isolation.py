@@ -3,20 +3,17 @@
 A batch's write can fail on data no one predicted (invalid JSON text, a product that overflows its numeric
 column, a date out of range, a check or unique violation caused by the row itself). Such a failure is about the
 data, not the database: retrying the same batch fails the same way forever, and one row would block the
-migration, the contract revisions behind it and the maintenance window. So the worker narrows its batches around
-it (``PoisonSearch``): the refused range is walked again in batches of half its rows, each its own transaction
-with its own checkpoint; a half that goes through is kept, and once one does, the rest of the range is known to
-hold the refusal and is halved again without being tried whole; a single row the database still refuses is
-quarantined with its SQLSTATE and message. Every other row is migrated, and the batch size comes back.
+migration, the contract revisions behind it and the maintenance window.
 
-In committed transactions, not savepoints of one batch: a batch's row locks are held only as long as a batch
-lasts, so the app's writes never wait through a whole search, and a crash in the middle loses one small batch.
-The cost is the refused attempts: on average about three quarters of a batch's work is done again per poison
-row, plus about 2 x log2(batch size) short transactions. It grows with the batch size times how often rows are
-poison: at one poison row in 100,000 and 20,000-row batches a run took 20-27 % longer (``python -m bench``'s
-``engine_sql_poison``), at one in a million it is a few percent. A search inside one batch under savepoints cost
-about the same but held the batch's row locks through the whole search (the app's writes waited 1.1 s in the
-benchmark, 0.23 s this way).
+Most refused rows are found inside the batch they spoiled, from how far the refused statement got
+(``pinpoint``). This module holds what is left when that cannot name the row: the worker narrows its batches
+around the refusal (``PoisonSearch``): the refused range is walked again in batches of half its rows, each its own
+transaction with its own checkpoint; a half that goes through is kept, and once one does, the rest of the range is
+known to hold the refusal and is halved again without being tried whole; a single row the database still refuses
+is quarantined with its SQLSTATE and message. Every other row is migrated, and the batch size comes back. In
+committed transactions, not savepoints of one batch: the refusal may need rows of two halves (a unique clash
+between them), which only a commit between them separates, and a batch's row locks are held only as long as a
+batch lasts. It costs about three quarters of a batch done again and 2 x log2(batch size) short transactions.
 
 Only SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation) are isolated. Everything else (a
 lock or statement timeout, a serialization failure, a dropped connection, a missing table) is about the database,

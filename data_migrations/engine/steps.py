@@ -2,13 +2,14 @@
 
 A SQL step runs its ``reject_sql`` (rows it declares it cannot transform) and its ``update_sql``; a pandas step reads
 the range, transforms it, COPYs the result into a temporary table and runs its set-based ``write_sql``. What comes
-back is counted and quarantined by the worker, in the same transaction. A write the database refuses raises: the
-worker narrows its batches around it (``isolation``).
+back is counted and quarantined by the worker, in the same transaction. A write the database refuses raises, carrying
+what the search for the refused row can use (``pinpoint``).
 """
 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -19,16 +20,20 @@ from sqlalchemy.exc import DBAPIError
 from data_migrations.base import DataMigration, PandasStep, SqlStep
 
 TEMP_TABLE = "batch_result"  # where a pandas step's rows wait for its write_sql (dropped at commit)
+COPY_LINE = re.compile(rf"^COPY {TEMP_TABLE}, line (\d+)")
 
 
 @dataclass
 class Applied:
-    """What one step did to a range: rows written, rows it rejected itself, a row the database refused (set aside
-    by the worker after narrowing its batches down to it)."""
+    """What one step did to a range: rows written, rows it rejected itself, rows the database refused (found by
+    ``pinpoint`` or by narrowing the batches down to them), and what refused statements wrote in vain."""
 
     written: int
     rejected: list[tuple[int, str]] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)
+    wasted: int = 0
+    """Rows refused statements had written before the database refused them: rolled back, but dead tuples all the
+    same, which the throttle counts as the run's own."""
 
     @property
     def set_aside(self) -> list[tuple[int, str]]:
@@ -59,8 +64,18 @@ def _apply_pandas(conn: Connection, m: DataMigration, step: PandasStep, lo: int,
     out = step.transform(batch)
     rejected = list(zip(out.rejected["key"], out.rejected["reason"], strict=True))
     if len(out.rows):
-        copy_into_temp(conn, out.rows, step.result_columns)
-        conn.execute(text(step.write_sql), {"lo": lo, "hi": hi})
+        try:
+            copy_into_temp(conn, out.rows, step.result_columns)
+            conn.execute(text(step.write_sql), {"lo": lo, "hi": hi})
+        except DBAPIError as exc:
+            # what the poison-row search needs to find a refused row (``pinpoint``): the keys written, in order,
+            # and the one whose line a refused COPY names
+            keys = [int(k) for k in out.rows[m.key]] if m.key in out.rows else None
+            exc.written_keys = keys
+            line = getattr(exc, "copy_line", None)
+            if keys is not None and line is not None and 0 < line <= len(keys):
+                exc.refused_key = keys[line - 1]
+            raise
     return Applied(len(out.rows), rejected)
 
 
@@ -85,4 +100,12 @@ def copy_into_temp(conn: Connection, frame: pd.DataFrame, columns: dict[str, str
         # the key index
         cursor.execute(f"ANALYZE {TEMP_TABLE}")
     except psycopg2.Error as exc:
-        raise DBAPIError.instance(copy, None, exc, psycopg2.Error) from exc
+        error = DBAPIError.instance(copy, None, exc, psycopg2.Error)
+        error.copy_line = copy_line(exc)
+        raise error from exc
+
+
+def copy_line(exc: psycopg2.Error) -> int | None:
+    """The line of the COPY's input the database refused (``COPY batch_result, line 3, column x: ...``), if named."""
+    match = COPY_LINE.search(getattr(getattr(exc, "diag", None), "context", None) or "")
+    return int(match.group(1)) if match else None

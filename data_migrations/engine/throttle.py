@@ -76,6 +76,11 @@ class Throttle:
         if self._updates_table:
             self.own_dead += rows
 
+    def left_dead(self, tuples: int) -> None:
+        """Note dead tuples a rolled-back batch left on the table (its writes, refused or not)."""
+        if self._updates_table:
+            self.own_dead += tuples
+
     def due(self) -> bool:
         return self.options.throttle and self.batches > 0 and self.batches % THROTTLE_EVERY == 0
 

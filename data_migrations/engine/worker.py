@@ -20,10 +20,11 @@ from data_migrations.engine import batch_size, state
 from data_migrations.engine.isolation import PoisonSearch, database_reason, is_data_error
 from data_migrations.engine.lock import status_and_lock
 from data_migrations.engine.options import BadRow, DataMigrationFailed, RunOptions, RunResult
+from data_migrations.engine.pinpoint import REFUSAL_PIECES, apply_isolating
 from data_migrations.engine.progress import Progress, RateWindow
 from data_migrations.engine.quarantine import quarantine, require_within_allowance
 from data_migrations.engine.retries import backoff_seconds, retry_transient, transient_cause
-from data_migrations.engine.steps import Applied, apply_step
+from data_migrations.engine.steps import Applied
 from data_migrations.engine.throttle import Throttle, WaitNote
 from tradedb.core.errors import cause_line
 from tradedb.schema.pending_rows import pending_rows_sql
@@ -65,6 +66,8 @@ class Worker:
         self.rate.add(0)
         self.search = PoisonSearch()
         self._range: tuple[int, int, int] | None = None  # the batch under way: lo, hi and the rows between
+        self._step: Applied | None = None  # what the step of the last batch did (None: it did not run)
+        self.pieces = 1  # statements per batch of a SQL step (``pinpoint``)
         self.stop = stop or threading.Event()
         self.throttle = Throttle(engine, migration, options, on_wait=on_wait or self._report_wait)
         self._recorded_throttle = 0.0  # of throttle.seconds, the part already added to the state row
@@ -89,7 +92,8 @@ class Worker:
             done, rows, quarantined, seconds, attempts = self._batch_with_retries(slice_)
             self.batches += 1
             self.rows_this_run += rows + quarantined
-            self.throttle.count(rows)
+            # the rows written, and the rows refused statements wrote before the database refused them
+            self.throttle.count(rows + (self._step.wasted if self._step else 0))
             result.add_batch(seconds, rows + quarantined, attempts)
             self._bookkeeping(lambda: self._report(result))
             if done:
@@ -207,8 +211,11 @@ class Worker:
                 time.sleep(delay)
                 continue
             seconds = time.monotonic() - t0
-            if refused is not None or (self.search.until is not None and done):
-                self.size = self.search.finish(self.size)  # the row is set aside, or the slice ended
+            set_aside_refused = self._step is not None and bool(self._step.refused)
+            if refused is not None or set_aside_refused or (self.search.until is not None and done):
+                # the row is set aside, or the slice ended; a batch that set rows aside took longer than its
+                # rows say, so it does not size the next one either
+                self.size = self.search.finish(self.size)
             elif self.search.until is None:  # sizes while searching say nothing about the table's rows
                 self.recent.append((span, seconds))
                 self.size = batch_size.next_batch_size(
@@ -223,6 +230,8 @@ class Worker:
     def _narrow(self, exc: DBAPIError) -> tuple[int, str] | None:
         """The database refused the batch's range: search within it, or, for one row, return it to set aside."""
         lo, hi, keys = self._range
+        self.pieces = REFUSAL_PIECES
+        self.throttle.left_dead(getattr(exc, "dead_tuples", 0))  # the rolled-back batch's writes
         if self.search.refused(hi, keys, self.size):
             log.info(
                 "%s: the database refused a row in (%s, %s]: narrowing the batches around it",
@@ -244,6 +253,7 @@ class Worker:
         """
         m = self.m
         self._range = None  # set once the step is about to run: only its refusals are searched
+        self._step = None
         with self.engine.begin() as conn:
             conn.execute(text(f"SET LOCAL lock_timeout = {int(self.options.lock_timeout_ms)}"))
             conn.execute(text(f"SET LOCAL statement_timeout = {int(self.options.statement_timeout_ms)}"))
@@ -283,7 +293,9 @@ class Worker:
                     params,
                 )
             if refused is None:
-                applied = apply_step(conn, m, lo, hi)
+                applied = self._step = apply_isolating(conn, m, lo, hi, self.pieces)
+                if applied.refused:  # where one row was refused, more are likely: make the next refusal cheap
+                    self.pieces = REFUSAL_PIECES
             quarantined = quarantine(conn, m, applied.set_aside)
             done = hi >= row.hi
             conn.execute(

@@ -32,6 +32,7 @@ POISON: dict[str, tuple[dict, str]] = {
     "zero": ({"divisor": 0}, "22012"),  # division by zero
     "negative": ({"raw_amount": "-5"}, "23514"),  # check violation
     "duplicate": ({"code": "c1"}, "23505"),  # unique violation: row 1 already holds code c1
+    "clash": ({"code": "clash"}, "23505"),  # unique violation between two rows of the same batch
 }
 NUL_MARKER = "<nul>"  # the pandas transform turns this into a NUL character, which COPY refuses (22021)
 

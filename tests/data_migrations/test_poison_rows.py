@@ -1,5 +1,5 @@
-"""Poison rows on real PostgreSQL: a row the database refuses is found by narrowing the batches around it and
-quarantined with the database's reason; every other row is migrated; the bound stops a run that sets aside too
+"""Poison rows on real PostgreSQL: a row the database refuses is found (from how far its refused statement got, or
+by narrowing the batches around it) and quarantined with the database's reason; every other row is migrated; the bound stops a run that sets aside too
 much; a crash during a search resumes to the same result; the app's own migrations survive the values real tables
 hold."""
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from data_migrations import engine, get
 from data_migrations.base import SqlStep
 from data_migrations.checks import quarantine_reconciled
 from data_migrations.engine import DataMigrationFailed, RunOptions
+from data_migrations.engine.pinpoint import MAX_PINPOINTED_PER_BATCH, REFUSAL_PIECES
 from tests.conftest import ROOT, run_cli
 from tests.data_migrations import poison
 from tests.helpers import scalar, seeded
@@ -91,9 +91,8 @@ def test_poison_rows_of_every_sqlstate_are_isolated_and_the_rest_migrated(env, k
     assert result.status == "finished", result.stop_reason
     assert result.rows_quarantined == len(placement) and result.rows_done == 300 - len(placement)
     assert result.retries == 0  # a refusal is searched, not retried
-    ranges = batch_ranges(env, m.name)  # every key walked once, in committed batches of its own
-    assert ranges[0][0] == 0 and ranges[-1][1] == 300
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    # each refused row is found inside its batch, from how far the refused statement (or COPY) got
+    assert batch_ranges(env, m.name) == [(0, 100), (100, 200), (200, 300)]
     set_aside = quarantined(env, m.name)
     assert set(set_aside) == set(placement)
     for key, what in placement.items():
@@ -111,19 +110,73 @@ def test_poison_rows_of_every_sqlstate_are_isolated_and_the_rest_migrated(env, k
             assert row[1:] == (12.5, '{"a": 1}', row[3], 25, f"c{key}", True) and str(row[3]) == "2026-01-02"
 
 
-def test_one_poison_row_costs_a_few_small_batches_and_the_size_comes_back(env):
-    """One poison row among 1,024 in one batch: about log2(1,024) short committed batches find it, then the run
-    goes on at the size it had."""
+WORK_COUNTERS = """
+CREATE SEQUENCE statements_run; CREATE SEQUENCE rows_run;
+CREATE FUNCTION count_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM nextval('statements_run'); RETURN NULL; END $$;
+CREATE FUNCTION count_row() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM nextval('rows_run'); RETURN NEW; END $$;
+CREATE TRIGGER statements_run BEFORE UPDATE ON poison FOR EACH STATEMENT EXECUTE FUNCTION count_statement();
+CREATE TRIGGER rows_run BEFORE UPDATE ON poison FOR EACH ROW EXECUTE FUNCTION count_row();
+"""
+
+
+def work_done(env) -> tuple[int, int]:
+    """UPDATE statements run on the poison table and rows they reached, refused ones included (a sequence is not
+    rolled back)."""
+    last = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}"
+    return scalar(env, last.format("statements_run")), scalar(env, last.format("rows_run"))
+
+
+def test_a_poison_row_costs_its_refused_attempt_and_a_few_single_rows(env):
+    """A poison row in a 1,024-row batch: the refused statement's progress names it, so the batch costs its refused
+    attempt and a few statements more, not log2(1,024) narrowed batches nor a row-by-row replay. The worker then
+    runs its batches in pieces, so the next poison row wastes at most one piece."""
     schema.upgrade(env, "0001")
-    poison.create(env.url, 2_048, {777: "overflow"})
+    poison.create(env.url, 2_048, {777: "overflow", 1_900: "zero"})
+    with connect_checked(env) as conn:
+        conn.execute(text(WORK_COUNTERS))
+    result = engine.run(env.url, poison.SQL_POISON, pinned(1_024))
+    assert result.status == "finished" and result.rows_quarantined == 2 and result.rows_done == 2_046
+    assert batch_ranges(env, poison.SQL_POISON.name) == [(0, 1_024), (1_024, 2_048)]  # no narrowed batches
+    reasons = {k: v["reason"] for k, v in quarantined(env, poison.SQL_POISON.name).items()}
+    assert reasons[777].startswith("the database refused the row: SQLSTATE 22003 numeric field overflow")
+    assert reasons[1_900].startswith("the database refused the row: SQLSTATE 22012 division by zero")
+    statements, rows = work_done(env)
+    # batch 1: refused (776 rows reached), row 777 alone (refused), (0, 776] and (777, 1024]; batch 2: 8 pieces
+    # of 128 keys, the one of (1792, 1920] refused after 107 rows, row 1900 alone, the piece around it
+    assert statements <= 4 + REFUSAL_PIECES + 3, statements
+    assert rows <= 2_048 + 776 + 1_024 // REFUSAL_PIECES, rows  # every row once, plus the refused attempts'
+
+
+def test_a_refusal_no_single_row_explains_is_found_by_halving(env):
+    """Two rows of one batch clash on a unique column: alone, each goes through, so the engine narrows its batches
+    around the refusal until the first row is written before the second is tried, which is then refused alone."""
+    schema.upgrade(env, "0001")
+    poison.create(env.url, 2_048, {300: "clash", 360: "clash"})
+    with connect_checked(env) as conn:
+        conn.execute(text(WORK_COUNTERS))
     result = engine.run(env.url, poison.SQL_POISON, pinned(1_024))
     assert result.status == "finished" and result.rows_quarantined == 1 and result.rows_done == 2_047
+    set_aside = quarantined(env, poison.SQL_POISON.name)
+    assert list(set_aside) == [360] and "SQLSTATE 23505" in set_aside[360]["reason"]
     ranges = batch_ranges(env, poison.SQL_POISON.name)
-    around = [r for r in ranges if r[1] <= 1_024]
-    assert len(around) <= math.ceil(math.log2(1_024)) + 2, around
-    assert (776, 777) in ranges  # the poison row's own batch: it set the row aside
-    assert ranges[-2:] == [(777, 1_801), (1_801, 2_048)]  # then 1,024 rows a batch again
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    # halved once: (0, 512] then ran in pieces (after a refusal), 300 in one and 360, refused alone, in the next
+    assert ranges == [(0, 512), (512, 1_536), (1_536, 2_048)], ranges
+    assert scalar(env, "SELECT count(*) FROM poison WHERE migrated AND code_u = 'clash'") == 1
+
+
+def test_more_refused_rows_than_a_batch_sets_aside_in_place_are_found_by_halving(env):
+    """A batch sets aside at most MAX_PINPOINTED_PER_BATCH rows under savepoints (more would overflow PostgreSQL's
+    subtransaction cache); past that the engine halves its batches, and every refused row is still set aside."""
+    schema.upgrade(env, "0001")
+    bad = set(range(10, 10 + MAX_PINPOINTED_PER_BATCH + 6))
+    poison.create(env.url, 300, dict.fromkeys(bad, "negative"))
+    result = engine.run(env.url, dataclasses.replace(poison.SQL_POISON, max_quarantined=50), pinned())
+    assert result.status == "finished" and result.rows_quarantined == len(bad)
+    assert set(quarantined(env, poison.SQL_POISON.name)) == bad
+    assert scalar(env, "SELECT count(*) FROM poison WHERE migrated") == 300 - len(bad)
+    assert batch_ranges(env, poison.SQL_POISON.name)[0][1] < BATCH  # the first batch was halved
 
 
 def test_errors_that_are_not_about_the_data_keep_failing_clearly(env):
@@ -150,11 +203,11 @@ def test_the_bound_stops_a_run_that_sets_aside_too_much(env):
     with pytest.raises(DataMigrationFailed) as caught:
         engine.run(env.url, strict, pinned())
     message = str(caught.value)
-    assert "5 rows quarantined, more than its declared max_quarantined allows (4 of 300)" in message
+    assert "10 rows quarantined, more than its declared max_quarantined allows (4 of 300)" in message
     assert "SQLSTATE 23514" in message and "\n" not in message
-    # rows are set aside one batch each: the one that crossed the bound was rolled back, those before it stay
-    assert set(quarantined(env, strict.name)) == {120, 121, 122, 123}
-    assert scalar(env, "SELECT count(*) FROM poison WHERE migrated") == 119
+    # the batch that crossed the bound (its ten refused rows) was rolled back; the batch before it stays
+    assert quarantined(env, strict.name) == {}
+    assert scalar(env, "SELECT count(*) FROM poison WHERE migrated") == 100
     assert (
         scalar(
             env, "SELECT status FROM tradedb_migrations.data_migration_state WHERE name = :n", n=strict.name
@@ -162,7 +215,7 @@ def test_the_bound_stops_a_run_that_sets_aside_too_much(env):
         == "failed"
     )
 
-    # a share of the rows that still needed it (181 after the first run): 11 is within 7 %, so it finishes
+    # a share of the rows that still needed it (200 after the first run): 11 is within 7 %, so it finishes
     share = dataclasses.replace(poison.SQL_POISON, name="common.poison_share", max_quarantined=0.07)
     result = engine.run(env.url, share, pinned())
     assert result.status == "finished" and result.rows_quarantined == 11
@@ -199,9 +252,9 @@ def test_a_crash_during_a_bisection_resumes_to_the_same_result(make_database):
     try:
         waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted"
         deadline = time.monotonic() + 60
-        while scalar(crashed, waiting) == 0:  # the engine is in a narrowed batch of its first search
+        while scalar(crashed, waiting) == 0:  # the engine is searching its first batch for a refused row
             assert proc.poll() is None and time.monotonic() < deadline, (
-                "the engine never narrowed its batches"
+                "the engine never searched for the refused row"
             )
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
@@ -219,7 +272,7 @@ def test_a_crash_during_a_bisection_resumes_to_the_same_result(make_database):
 
 
 def gated_migration():
-    """The SQL step with a gate: a range narrower than a batch (a search's narrowed batch) waits on lock 4242."""
+    """The SQL step with a gate: a range narrower than a batch (a search's statement) waits on lock 4242."""
     update = poison.SQL_POISON.step.update_sql.replace("WHERE", "WHERE gate(:lo, :hi) AND", 1)
     return dataclasses.replace(poison.SQL_POISON, step=SqlStep(update_sql=update))
 
