@@ -89,9 +89,33 @@ def _engine(name, **options):
     def contender(url: URL, rows: int) -> dict:
         result = data_engine.run(url, name, data_engine.RunOptions(**options))
         assert result.status == "finished", result.stop_reason
-        return _engine_result(result)
+        measured = _engine_result(result)
+        if result.rows_quarantined:
+            measured["refused_batches_extra_share"] = refused_batches_extra_share(url, result.name)
+        return measured
 
     return contender
+
+
+def refused_batches_extra_share(url: URL, name: str) -> float:
+    """How much longer the batches that set rows aside took than their rows take at the run's own pace, as a share
+    of all the run's batch time: the poison rows' cost seen from inside one run, which two runs' wall times (10-50 %
+    apart on a shared machine) cannot resolve below a few per cent. It leaves out what is not in those batches (a
+    worker's later batches in pieces, cheap when measured alone), so it is a floor, not the whole cost."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        batches = conn.execute(
+            text(
+                "SELECT rows + quarantined AS rows, quarantined, seconds "
+                "FROM tradedb_migrations.data_migration_batches WHERE name = :n"
+            ),
+            {"n": name},
+        ).all()
+    engine.dispose()
+    clean = [b for b in batches if not b.quarantined and b.rows]
+    per_row = sum(b.seconds for b in clean) / max(sum(b.rows for b in clean), 1)
+    extra = sum(b.seconds - b.rows * per_row for b in batches if b.quarantined)
+    return round(extra / max(sum(b.seconds for b in batches), 1e-9), 4)
 
 
 SCALE = 10**8  # numeric(*, 8): the value times 10^8 is a whole number

@@ -5,7 +5,7 @@ A data migration never loops, commits, sleeps or logs by itself. It says:
 - what one batch over the key range ``(:lo, :hi]`` does, either as set-based SQL (``SqlStep``) or as a pandas
   transform of the batch written back set-based (``PandasStep``);
 - which rows it cannot transform and why (they go to quarantine, never silently skipped; rows the database
-  refuses on write are found by bisection and quarantined with the database's reason), and how many may be set
+  refuses on write are found by the engine and quarantined with the database's reason), and how many may be set
   aside before the run stops (``max_quarantined``);
 - how to revert one range (optional) and which invariants hold when it is done.
 
