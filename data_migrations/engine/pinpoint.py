@@ -72,9 +72,8 @@ def apply_isolating(conn: Connection, m: DataMigration, lo: int, hi: int, pieces
             if len(applied.refused) < MAX_PINPOINTED_PER_BATCH:
                 found = _refused_alone(conn, m, a, b, _candidates(conn, m, a, b, after - before, exc))
             if found is None:
-                exc.dead_tuples = (
-                    tuples_updated(conn, m) - start
-                )  # the whole batch's, about to be rolled back
+                # all the batch wrote is about to be rolled back: dead tuples the throttle counts as the run's
+                exc.dead_tuples = tuples_updated(conn, m) - start
                 raise
             applied.refused.append(found)
             applied.wasted += after - before
