@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -221,14 +222,24 @@ def test_the_bound_stops_a_run_that_sets_aside_too_much(env):
     assert result.status == "finished" and result.rows_quarantined == 11
 
 
-def test_a_crash_during_a_bisection_resumes_to_the_same_result(make_database):
-    """SIGKILL while the engine searches for a refused row (held on an advisory lock in a narrowed batch), then
-    resume."""
+@pytest.mark.parametrize(
+    ("placement", "set_aside", "narrowest"),
+    [
+        # found inside the batch: the engine is killed while it tries a row alone
+        ({40: "json", 41: "overflow", 77: "negative", 140: "zero"}, {40, 41, 77, 140}, 1),
+        # two rows clash, so no row is refused alone: killed in the first halved batch (its pieces wait)
+        ({40: "clash", 60: "clash", 140: "zero"}, {60, 140}, 2),
+    ],
+    ids=["pinpointing", "halving"],
+)
+def test_a_crash_during_a_search_resumes_to_the_same_result(make_database, placement, set_aside, narrowest):
+    """SIGKILL while the engine searches for a refused row (held on an advisory lock in a statement over a range
+    narrower than a batch, and at least ``narrowest`` keys wide), then resume."""
     reference, crashed = make_database(), make_database()
-    placement = {40: "json", 41: "overflow", 77: "negative", 140: "zero"}
     gate = (
         "CREATE FUNCTION gate(lo bigint, hi bigint) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
-        "IF hi - lo < 100 THEN PERFORM pg_advisory_xact_lock(4242); END IF; RETURN true; END $$"
+        f"IF hi - lo < 100 AND hi - lo >= {narrowest} THEN PERFORM pg_advisory_xact_lock(4242); END IF; "
+        "RETURN true; END $$"
     )
     for e in (reference, crashed):
         schema.upgrade(e, "0001")
@@ -257,18 +268,22 @@ def test_a_crash_during_a_bisection_resumes_to_the_same_result(make_database):
                 "the engine never searched for the refused row"
             )
             time.sleep(0.05)
+        waiting_on = scalar(
+            crashed, "SELECT query FROM pg_stat_activity WHERE query LIKE 'UPDATE poison%gate(%'"
+        )
+        lo, hi = map(int, re.search(r"gate\((\d+), (\d+)\)", waiting_on).groups())
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
         holder.close()
         holder_engine.dispose()
+    # where it was: a row tried alone, or a piece of the first halved batch, (0, 50]
+    assert hi - lo == 1 if narrowest == 1 else hi <= 50, (lo, hi)
     assert scalar(crashed, "SELECT count(*) FROM poison WHERE migrated") == 0  # the batch died with it
     result = engine.run(crashed.url, gated, pinned())
     assert result.status == "finished"
     assert migrated_table(crashed) == migrated_table(reference)
-    assert (
-        quarantined(crashed, gated.name).keys() == quarantined(reference, gated.name).keys() == set(placement)
-    )
+    assert quarantined(crashed, gated.name).keys() == quarantined(reference, gated.name).keys() == set_aside
 
 
 def gated_migration():
