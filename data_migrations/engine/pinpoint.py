@@ -115,12 +115,12 @@ def _candidates(
     refused_key = getattr(exc, "refused_key", None)
     if refused_key is not None:
         yield refused_key
-    first = max(done - CANDIDATE_SPREAD, 0)  # where the SQL orders' lists start; a frame's lists are whole
     written = getattr(exc, "written_keys", None)
-    if written is not None:  # a pandas write-back: the rows it was given, in the frame's order
-        orders = [lambda: sorted(written), lambda: written, lambda: _by_position(conn, m, written)]
+    if written is not None:  # a pandas write-back: the rows it was given, in the frame's order, whole
         first = 0
-    else:  # each read only when the likelier candidates before it went through alone
+        orders = [lambda: sorted(written), lambda: written, lambda: _by_position(conn, m, written)]
+    else:  # each read from ``first`` on, and only when the likelier candidates before it went through alone
+        first = max(done - CANDIDATE_SPREAD, 0)
         orders = [
             lambda order=order: _walked(conn, m, lo, hi, order, first) for order in (f"t.{m.key}", "t.ctid")
         ]

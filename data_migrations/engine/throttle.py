@@ -73,11 +73,10 @@ class Throttle:
     def count(self, rows: int) -> None:
         """Note one batch and the rows it wrote."""
         self.batches += 1
-        if self._updates_table:
-            self.own_dead += rows
+        self.left_dead(rows)
 
     def left_dead(self, tuples: int) -> None:
-        """Note dead tuples a rolled-back batch left on the table (its writes, refused or not)."""
+        """Note dead tuples this run left on the table: a batch's updates, or a rolled-back batch's writes."""
         if self._updates_table:
             self.own_dead += tuples
 

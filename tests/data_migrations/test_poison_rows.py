@@ -155,8 +155,6 @@ def test_a_refusal_no_single_row_explains_is_found_by_halving(env):
     around the refusal until the first row is written before the second is tried, which is then refused alone."""
     schema.upgrade(env, "0001")
     poison.create(env.url, 2_048, {300: "clash", 360: "clash"})
-    with connect_checked(env) as conn:
-        conn.execute(text(WORK_COUNTERS))
     result = engine.run(env.url, poison.SQL_POISON, pinned(1_024))
     assert result.status == "finished" and result.rows_quarantined == 1 and result.rows_done == 2_047
     set_aside = quarantined(env, poison.SQL_POISON.name)
