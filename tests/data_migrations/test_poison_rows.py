@@ -16,13 +16,19 @@ import time
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from data_migrations import engine, get
 from data_migrations.base import SqlStep
 from data_migrations.checks import quarantine_reconciled
 from data_migrations.engine import DataMigrationFailed, RunOptions
-from data_migrations.engine.pinpoint import MAX_PINPOINTED_PER_BATCH, REFUSAL_PIECES
+from data_migrations.engine.pinpoint import (
+    CANDIDATE_SPREAD,
+    MAX_PINPOINTED_PER_BATCH,
+    REFUSAL_PIECES,
+    apply_isolating,
+)
 from tests.conftest import ROOT, run_cli
 from tests.data_migrations import poison
 from tests.helpers import scalar, seeded
@@ -148,6 +154,22 @@ def test_a_poison_row_costs_its_refused_attempt_and_a_few_single_rows(env):
     # of 128 keys, the one of (1792, 1920] refused after 107 rows, row 1900 alone, the piece around it
     assert statements <= 4 + REFUSAL_PIECES + 3, statements
     assert rows <= 2_048 + 776 + 1_024 // REFUSAL_PIECES, rows  # every row once, plus the refused attempts'
+
+
+def test_what_refused_statements_wrote_is_counted_as_the_runs_dead_tuples(env):
+    """The throttle must count a refused statement's writes as this run's dead tuples (else it waits for vacuum on
+    the run's own account): a batch reports them, and a batch given up to halving carries all it wrote."""
+    schema.upgrade(env, "0001")
+    poison.create(env.url, 1_024, {777: "overflow", 100: "clash", 200: "clash"})
+    with create_engine(env.url).connect() as conn:
+        with conn.begin():
+            applied = apply_isolating(conn, poison.SQL_POISON, 300, 1_024)
+        assert [k for k, _ in applied.refused] == [777] and applied.written == 723
+        assert applied.wasted == 476  # (300, 776] went through before 777 was refused
+        with pytest.raises(DBAPIError) as caught, conn.begin():
+            apply_isolating(conn, poison.SQL_POISON, 0, 300)  # 100 and 200 clash: no row refused alone
+        # (0, 200] reached (a unique index refuses a row after writing it), then 197..203 each tried alone
+        assert caught.value.dead_tuples == 200 + 2 * CANDIDATE_SPREAD + 1
 
 
 def test_a_refusal_no_single_row_explains_is_found_by_halving(env):
