@@ -484,6 +484,20 @@ def test_default_refresh_restores_a_production_backup(make_database, monkeypatch
     assert current(staging) == schema.head()
 
 
+def deployed_data_seconds(production: Environment) -> dict[str, float]:
+    """Deploy the first release on ``production`` as the plan orders it; seconds per data migration."""
+    real: dict[str, float] = {}
+    for step in deploy_order(FIRST_RELEASE):
+        if step.kind == "schema":
+            apply_revision(production, step.name)
+            continue
+        started = time.monotonic()
+        result = engine.run(production.url, step.name, engine.RunOptions(throttle=False, workers=1))
+        real[step.name] = time.monotonic() - started
+        assert result.status == "finished"
+    return real
+
+
 @pytest.mark.slow
 def test_the_plan_scales_a_10k_rehearsal_to_a_100k_production_within_30_percent(make_database):
     """Rehearsed on 10,000 rows, production at 100,000: each data migration's estimate is the rehearsed time
@@ -494,12 +508,18 @@ def test_the_plan_scales_a_10k_rehearsal_to_a_100k_production_within_30_percent(
     would wait up to a minute for autovacuum on this test server). And with the rehearsal's one worker: at
     100,000 rows ``--workers auto`` would start two, whose gain depends on what else the machine's two cores are
     doing (the other pytest worker), not on the rows.
+
+    Both sides are timed twice (two staging and two production databases) and the faster of each compared, as
+    any timing on a shared machine takes the best of repeats: one burst from the other pytest worker slowed a
+    rehearsal's events migration from about 48 to 69 µs a row in CI, and alone the production run of it varies
+    from 3.7 to 5.1 s here.
     """
-    staging, production = make_database("staging"), make_database("production")
-    seeded(production, rows=100_000)
-    report = rehearse(staging, refresh=seeded_refresh(staging, rows=10_000))
-    assert report.ok, report.summary()
-    plan = build_plan(production, report)
+    productions = [seeded(make_database("production"), rows=100_000) for _ in range(2)]
+    stagings = [make_database("staging") for _ in range(2)]
+    reports = [rehearse(staging, refresh=seeded_refresh(staging, rows=10_000)) for staging in stagings]
+    assert all(r.ok for r in reports), [r.summary() for r in reports]
+    report = min(reports, key=lambda r: sum(s.seconds for s in r.steps if s.kind == "data"))
+    plan = build_plan(productions[0], report)
     estimates = {s.name: s for s in plan.steps if s.kind == "data"}
     assert len(estimates) == 4 and all(s.estimated_s is not None for s in estimates.values())
     assert all("batches x" in s.basis and "production " in s.basis for s in estimates.values())
@@ -508,15 +528,7 @@ def test_the_plan_scales_a_10k_rehearsal_to_a_100k_production_within_30_percent(
     assert plan.estimated_seconds == pytest.approx(sum(s.estimated_s for s in plan.steps))
     assert plan.estimated_seconds > 3 * report.deploy_seconds
 
-    real: dict[str, float] = {}
-    for step in deploy_order(FIRST_RELEASE):
-        if step.kind == "schema":
-            apply_revision(production, step.name)
-            continue
-        started = time.monotonic()
-        result = engine.run(production.url, step.name, engine.RunOptions(throttle=False, workers=1))
-        real[step.name] = time.monotonic() - started
-        assert result.status == "finished"
+    real = min((deployed_data_seconds(p) for p in productions), key=lambda seconds: sum(seconds.values()))
     rehearsed = {s.name: s.seconds for s in report.steps if s.kind == "data"}
     estimated = {name: s.estimated_s for name, s in estimates.items()}
     figures = {
