@@ -76,9 +76,10 @@ def apply_isolating(conn: Connection, m: DataMigration, lo: int, hi: int, pieces
                 exc.dead_tuples = tuples_updated(conn, m) - start
                 raise
             applied.refused.append(found)
-            applied.wasted += after - before
+            now = tuples_updated(conn, m)
+            applied.wasted += now - before  # the refused statement's writes and the candidates' tried alone
             todo += _parts(found[0], b, 1) + _parts(a, found[0] - 1, 1)
-            before = tuples_updated(conn, m)
+            before = now
             continue
         savepoint.commit()
         if isinstance(m.step, SqlStep) and m.step.rowcount_is_rows:

@@ -32,8 +32,8 @@ class Applied:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)
     wasted: int = 0
-    """Rows refused statements had written before the database refused them: rolled back, but dead tuples all the
-    same, which the throttle counts as the run's own."""
+    """Rows refused statements had written before the database refused them, and candidates that went through
+    when tried alone: rolled back, but dead tuples all the same, which the throttle counts as the run's own."""
 
     @property
     def set_aside(self) -> list[tuple[int, str]]:

@@ -22,13 +22,16 @@ from sqlalchemy.pool import NullPool
 from data_migrations import engine, get
 from data_migrations.base import SqlStep
 from data_migrations.checks import quarantine_reconciled
-from data_migrations.engine import DataMigrationFailed, RunOptions
+from data_migrations.engine import DataMigrationFailed, RunOptions, state
+from data_migrations.engine.options import RunResult
 from data_migrations.engine.pinpoint import (
     CANDIDATE_SPREAD,
     MAX_PINPOINTED_PER_BATCH,
     REFUSAL_PIECES,
     apply_isolating,
 )
+from data_migrations.engine.slices import plan_slices
+from data_migrations.engine.worker import Worker
 from tests.conftest import ROOT, run_cli
 from tests.data_migrations import poison
 from tests.helpers import scalar, seeded
@@ -170,6 +173,31 @@ def test_what_refused_statements_wrote_is_counted_as_the_runs_dead_tuples(env):
             apply_isolating(conn, poison.SQL_POISON, 0, 300)  # 100 and 200 clash: no row refused alone
         # (0, 200] reached (a unique index refuses a row after writing it), then 197..203 each tried alone
         assert caught.value.dead_tuples == 200 + 2 * CANDIDATE_SPREAD + 1
+
+
+def test_the_worker_counts_every_tuple_its_statements_wrote_as_the_runs_own_dead(env):
+    """A worker's throttle tells the run's own dead tuples from foreign ones (``health.decide``): each row version
+    the run wrote is one, whether its statement committed, was refused, or tried a candidate alone. A worker that
+    missed the refused writes would wait for vacuum on its own account. Here the table's UPDATEs are counted by a
+    trigger as they happen (a sequence is not rolled back) while one worker runs: a row refused at 777 by its whole
+    batch, one refused inside a piece at 1,900, and two rows clashing at 1,100 and 1,150 that take halving."""
+    schema.upgrade(env, "0001")
+    poison.create(env.url, 2_048, {777: "overflow", 1_100: "clash", 1_150: "clash", 1_900: "zero"})
+    with connect_checked(env) as conn:
+        conn.execute(text(WORK_COUNTERS))
+    m, options = poison.SQL_POISON, pinned(1_024)
+    with create_engine(env.url, poolclass=NullPool).connect() as conn, conn.begin():
+        state.ensure_schema(conn)
+        state.transition(conn, m.name, "running")
+        assert plan_slices(conn, m, 1, options.slice_keys) == 1
+    worker = Worker(create_engine(env.url, poolclass=NullPool), m, options, worker_id="test:0")
+    assert worker.run(RunResult(m.name, "running")) is None
+    assert set(quarantined(env, m.name)) == {777, 1_150, 1_900}
+    assert (1_024, 1_280) in batch_ranges(env, m.name)  # the clash was halved around
+    # these refusals come before the row trigger fires, so every row it counted was written
+    _, rows_written = work_done(env)
+    assert worker.throttle.own_dead == rows_written
+    assert rows_written > 2_048 + 700  # the refused statements' writes are in it
 
 
 def test_a_refusal_no_single_row_explains_is_found_by_halving(env):
