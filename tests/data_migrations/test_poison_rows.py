@@ -1,7 +1,7 @@
 """Poison rows on real PostgreSQL: a row the database refuses is found (from how far its refused statement got, or
-by narrowing the batches around it) and quarantined with the database's reason; every other row is migrated; the bound stops a run that sets aside too
-much; a crash during a search resumes to the same result; the app's own migrations survive the values real tables
-hold."""
+by narrowing the batches around it) and quarantined with the database's reason; every other row is migrated; the
+bound stops a run that sets aside too much; a crash during a search resumes to the same result; the app's own
+migrations survive the values real tables hold."""
 
 from __future__ import annotations
 
